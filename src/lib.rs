@@ -1,0 +1,8 @@
+//! gamecell-operator: runs game backends as cells on Kubernetes and AWS.
+//!
+//! The library holds everything; the binaries (`gamecell-operator`, `crdgen`) only parse their
+//! arguments and call in. `crds` is the API, `controllers` the reconcilers, `admin` the health and
+//! metrics server, `telemetry` logging and metrics.
+
+pub mod crdgen;
+pub mod crds;
