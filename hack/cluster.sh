@@ -111,16 +111,17 @@ fail() { # NAME MESSAGE: show the component's log tail, stop what was started, e
   exit 1
 }
 
-# wait_healthy NAME TIMEOUT CMD...: poll CMD until it succeeds; fail at once if NAME died.
+# wait_healthy NAME WHAT TIMEOUT CMD...: poll CMD until it succeeds; fail at once if the
+# component NAME died, or after TIMEOUT seconds, with NAME's log.
 wait_healthy() {
-  local name=$1 t=$2; shift 2
+  local name=$1 what=$2 t=$3; shift 3
   local end=$((SECONDS + t)) start=$SECONDS
   until "$@" >/dev/null 2>&1; do
-    comp_pid "$name" >/dev/null || fail "$name" "$name exited during startup"
-    [ $SECONDS -lt $end ] || fail "$name" "$name not healthy after ${t}s"
+    comp_pid "$name" >/dev/null || fail "$name" "$name exited during startup (waiting for: $what)"
+    [ $SECONDS -lt $end ] || fail "$name" "timeout after ${t}s waiting for: $what"
     sleep 0.5
   done
-  log "  $name healthy ($((SECONDS - start))s)"
+  log "  $what ($((SECONDS - start))s)"
 }
 
 # ---------------------------------------------------------------------------- health checks
@@ -144,14 +145,17 @@ all_running() {
 pki_valid() {
   local f
   for f in ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key sa.key sa.pub tokens.csv \
-    admin.token operator.token; do
+    admin.token operator.token front-proxy-ca.crt front-proxy-client.crt front-proxy-client.key; do
     [ -s "$PKI/$f" ] || return 1
   done
   # Regenerate a day before anything expires.
-  for f in ca.crt apiserver.crt admin.crt; do
+  for f in ca.crt apiserver.crt admin.crt front-proxy-ca.crt front-proxy-client.crt; do
     openssl x509 -checkend 86400 -noout -in "$PKI/$f" >/dev/null 2>&1 || return 1
   done
-  openssl verify -CAfile "$PKI/ca.crt" "$PKI/apiserver.crt" "$PKI/admin.crt" >/dev/null 2>&1
+  openssl pkey -pubin -in "$PKI/sa.pub" -noout >/dev/null 2>&1 || return 1
+  openssl pkey -in "$PKI/sa.key" -noout >/dev/null 2>&1 || return 1
+  openssl verify -CAfile "$PKI/ca.crt" "$PKI/apiserver.crt" "$PKI/admin.crt" >/dev/null 2>&1 &&
+    openssl verify -CAfile "$PKI/front-proxy-ca.crt" "$PKI/front-proxy-client.crt" >/dev/null 2>&1
 }
 
 gen_pki() {
@@ -194,6 +198,17 @@ EOF
     openssl req -new -key admin.key -subj "/O=system:masters/CN=gamecell-admin" -out admin.csr
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile client.ext -out admin.crt
+    # Front-proxy (request-header) CA: without it the apiserver publishes no requestheader CA
+    # and KCM/scheduler log "missing content for CA bundle" errors; it also lets aggregated
+    # APIs (APIService) work. A separate CA, so it can sign nothing but the proxy client.
+    openssl genrsa -out front-proxy-ca.key 2048
+    openssl req -new -key front-proxy-ca.key -subj "/CN=gamecell-front-proxy-ca" -out front-proxy-ca.csr
+    openssl x509 -req -in front-proxy-ca.csr -signkey front-proxy-ca.key -days 3650 -extfile ca.ext \
+      -out front-proxy-ca.crt
+    openssl genrsa -out front-proxy-client.key 2048
+    openssl req -new -key front-proxy-client.key -subj "/CN=front-proxy-client" -out front-proxy-client.csr
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
+      -CAcreateserial -days 3650 -extfile client.ext -out front-proxy-client.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
     openssl rand -hex 24 >admin.token
@@ -204,7 +219,7 @@ EOF
       echo "$(cat admin.token),gamecell-token-admin,uid-gamecell-admin,\"system:masters\""
       echo "$(cat operator.token),system:serviceaccount:$OPERATOR_NS:$OPERATOR_SA,uid-gamecell-operator,\"system:serviceaccounts,system:serviceaccounts:$OPERATOR_NS\""
     } >tokens.csv
-    rm -f ./*.csr ca.srl
+    rm -f ./*.csr ./*.srl
   ) >"$LOG_DIR/pki.log" 2>&1 || fail pki "PKI generation failed"
   pki_valid || fail pki "generated PKI does not verify"
 }
@@ -275,9 +290,12 @@ up() {
     log "cluster already running and healthy: KUBECONFIG=$KUBECONFIG_PATH"
     return 0
   fi
-  if compgen -G "$PID_DIR/*.pid" >/dev/null; then
-    local c alive=()
-    for c in "${COMPONENTS[@]}"; do comp_pid "$c" >/dev/null && alive+=("$c"); done
+  local c recorded=0 alive=()
+  for c in "${COMPONENTS[@]}"; do
+    [ -f "$PID_DIR/$c.pid" ] && recorded=1
+    comp_pid "$c" >/dev/null && alive+=("$c")
+  done
+  if [ $recorded = 1 ]; then
     [ ${#alive[@]} -gt 0 ] && log "cluster partially running or unhealthy (alive: ${alive[*]}): restarting it from scratch"
     down
   fi
@@ -288,6 +306,8 @@ up() {
   done
   for p in "${COMPONENTS[@]}" pki node; do rm -f "$LOG_DIR/$p.log"; done
   rm -rf "$ETCD_DATA"
+  # Interrupted half-way: stop what was started rather than leave a half cluster behind.
+  trap 'log "interrupted: stopping the components started so far"; down; exit 130' INT TERM
   log "starting local control plane (Kubernetes v$KUBE_VERSION, etcd v$ETCD_VERSION, kwok $KWOK_VERSION) in $ENV_DIR"
 
   pki_valid || gen_pki
@@ -299,19 +319,23 @@ up() {
     --initial-cluster="gamecell=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state=new \
     --unsafe-no-fsync=true --auto-compaction-mode=periodic --auto-compaction-retention=5m \
     --quota-backend-bytes=2147483648
-  wait_healthy etcd 30 etcd_healthy
+  wait_healthy etcd "etcd healthy" 30 etcd_healthy
 
   start kube-apiserver \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range="$SVC_CIDR" \
     --authorization-mode=Node,RBAC --allow-privileged=true \
     --endpoint-reconciler-type=none --profiling=false --v=1
-  wait_healthy kube-apiserver 120 api_ready
+  wait_healthy kube-apiserver "kube-apiserver ready" 120 api_ready
 
   start kube-controller-manager \
     --kubeconfig="$KUBECONFIG_PATH" \
@@ -337,17 +361,19 @@ EOF
     --authentication-kubeconfig="$KUBECONFIG_PATH" --authorization-kubeconfig="$KUBECONFIG_PATH" \
     --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --profiling=false --v=1
 
+  # Pod IPs come from --cidr (the node has no spec.podCIDR, which kwok would use instead,
+  # handing out the network address .0 first); kwok wants a gateway-style address there.
   # Our own (empty) kwok config, so a ~/.kwok/kwok.yaml of the user is not read. With no Stage
   # in it, kwok uses its built-in fast node and pod stages (Pods Running/Ready at once).
   printf '%s\n' 'apiVersion: config.kwok.x-k8s.io/v1alpha1' 'kind: KwokConfiguration' 'options: {}' >"$KWOK_CONFIG"
   start kwok --config="$KWOK_CONFIG" --kubeconfig="$KUBECONFIG_PATH" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --cidr="$POD_CIDR" --node-ip=127.0.0.1 --node-lease-duration-seconds=40 \
+    --cidr="${POD_CIDR%.*}.1/${POD_CIDR#*/}" --node-ip=127.0.0.1 --node-lease-duration-seconds=40 \
     --server-address="127.0.0.1:$KWOK_PORT"
 
-  wait_healthy kube-controller-manager 60 kcm_healthy
-  wait_healthy kube-scheduler 60 sched_healthy
-  wait_healthy kwok 60 kwok_healthy
+  wait_healthy kube-controller-manager "kube-controller-manager healthy" 60 kcm_healthy
+  wait_healthy kube-scheduler "kube-scheduler healthy" 60 sched_healthy
+  wait_healthy kwok "kwok healthy" 60 kwok_healthy
 
   # No NoSchedule taint (kwok's docs add one): Pods must schedule onto this node.
   kc apply -f - >"$LOG_DIR/node.log" 2>&1 <<EOF || fail node "creating the fake node $NODE_NAME failed"
@@ -365,9 +391,7 @@ metadata:
     kubernetes.io/role: agent
     node-role.kubernetes.io/agent: ""
     type: kwok
-spec:
-  podCIDR: $POD_CIDR
-  podCIDRs: [$POD_CIDR]
+spec: {}
 status:
   allocatable: {cpu: "$NODE_CPU", memory: $NODE_MEMORY, pods: "$NODE_PODS"}
   capacity: {cpu: "$NODE_CPU", memory: $NODE_MEMORY, pods: "$NODE_PODS"}
@@ -378,11 +402,12 @@ status:
     operatingSystem: linux
   phase: Running
 EOF
-  wait_healthy kwok 60 kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
-  log "  node $NODE_NAME Ready ($NODE_CPU cpu, $NODE_MEMORY, $NODE_PODS pods)"
-  wait_healthy kube-controller-manager 60 kc -n default get serviceaccount default
-  log "  ServiceAccount default/default present"
+  wait_healthy kwok "node $NODE_NAME Ready ($NODE_CPU cpu, $NODE_MEMORY, $NODE_PODS pods)" 60 \
+    kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
+  wait_healthy kube-controller-manager "ServiceAccount default/default created" 60 \
+    kc -n default get serviceaccount default
 
+  trap - INT TERM
   log "cluster up in $((SECONDS - t0))s: $API_URL"
   log "  export KUBECONFIG=$KUBECONFIG_PATH    (admin; $OPERATOR_KUBECONFIG: operator SA token)"
   log "  kubectl: $KUBECTL    logs: $LOG_DIR"

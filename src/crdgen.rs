@@ -47,3 +47,21 @@ pub fn generated_files() -> Result<Vec<GeneratedFile>, serde_saphyr::SerializeEr
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::generated_files;
+
+    #[test]
+    fn committed_crd_yaml_matches_the_types() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in generated_files().expect("CRDs render") {
+            let on_disk = std::fs::read_to_string(root.join(&file.path)).unwrap_or_default();
+            assert!(
+                on_disk == file.content,
+                "{} differs from what src/crds generates: run `make crds` (cargo run --bin crdgen) and commit the result",
+                file.path
+            );
+        }
+    }
+}

@@ -2,7 +2,10 @@
 //!
 //! The library holds everything; the binaries (`gamecell-operator`, `crdgen`) only parse their
 //! arguments and call in. `crds` is the API, `controllers` the reconcilers, `admin` the health and
-//! metrics server, `telemetry` logging and metrics.
+//! metrics server, `telemetry` logging and metrics, `crdgen` the CRD YAML rendering.
 
+pub mod admin;
+pub mod controllers;
 pub mod crdgen;
 pub mod crds;
+pub mod telemetry;

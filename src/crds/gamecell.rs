@@ -5,7 +5,6 @@
 //! Name lengths are chosen so that the cloud identifiers derived from them fit AWS limits (the
 //! tightest is an ElastiCache replication group: 40 characters).
 
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -179,14 +178,16 @@ pub struct TenantSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantQuota {
-    /// Total CPU the tenant's pods may request, for example `8` or `500m`.
+    /// Total CPU the tenant's pods may request, as a quantity string such as `"8"` or `"500m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("quota.cpu must be a positive quantity such as 8 or 500m"))]
-    pub cpu: Option<Quantity>,
-    /// Total memory the tenant's pods may request, for example `16Gi`.
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("quota.cpu must be a positive quantity such as 8 or 500m"))]
+    pub cpu: Option<String>,
+    /// Total memory the tenant's pods may request, as a quantity string such as `"16Gi"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("quota.memory must be a positive quantity such as 16Gi"))]
-    pub memory: Option<Quantity>,
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("quota.memory must be a positive quantity such as 16Gi"))]
+    pub memory: Option<String>,
     /// Most pods the tenant may run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]

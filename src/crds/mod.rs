@@ -32,4 +32,6 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
 }
 
 #[cfg(test)]
+mod examples_tests;
+#[cfg(test)]
 mod validation_tests;

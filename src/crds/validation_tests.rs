@@ -76,7 +76,7 @@ fn shared_cell() -> Value {
             "provider": {"aws": {"region": "eu-west-1"}},
             "tenants": [
                 {"name": "alpha", "namespace": "game-alpha", "quota": {"cpu": "8", "memory": "16Gi", "pods": 50, "maxConcurrentPlayers": 5000}},
-                {"name": "beta", "namespace": "game-beta", "quota": {"cpu": 4, "memory": "8Gi"}}
+                {"name": "beta", "namespace": "game-beta", "quota": {"cpu": "4", "memory": "8Gi"}}
             ],
             "dataStores": {
                 "sql": {"engine": "Postgres", "version": "16.4"},

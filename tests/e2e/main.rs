@@ -1,1 +1,11 @@
+//! End-to-end tests against the local control plane (`make e2e` starts it and sets
+//! `KUBECONFIG`). They run one at a time: the operator test removes and reinstalls the CRDs.
+//!
+//! Without a reachable cluster every test fails with a message saying how to start one; none is
+//! skipped.
 
+mod crds;
+mod examples;
+mod invalid;
+mod operator;
+mod support;

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `make demo`: starts the local cluster and the AWS emulator, installs the CRDs, runs the
+# operator on this machine, applies examples/cells/ and shows what came up.
+# `hack/demo.sh down` stops everything it started. Logs: target/localenv/logs.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ADMIN_PORT="${GAMECELL_DEMO_ADMIN_PORT:-18080}"
+OPERATOR_PID="$PID_DIR/operator.pid"
+
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+up() {
+  "$HACK_DIR/cluster.sh" up
+  "$HACK_DIR/moto.sh" up
+
+  log "installing the CRDs (config/crd/)"
+  k apply --server-side -f "$REPO_ROOT/config/crd/" >/dev/null
+  k wait --for=condition=Established crd --all --timeout=60s >/dev/null
+
+  log "building the operator"
+  (cd "$REPO_ROOT" && cargo build --quiet --bin gamecell-operator)
+  if [ -f "$OPERATOR_PID" ] && kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
+    log "operator already running (pid $(cat "$OPERATOR_PID"))"
+  else
+    log "starting the operator (log: $LOG_DIR/operator.log, admin: http://127.0.0.1:$ADMIN_PORT)"
+    KUBECONFIG="$KUBECONFIG_PATH" GAMECELL_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
+      AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+      AWS_REGION=us-east-1 RUST_LOG=info \
+      "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/gamecell-operator" >"$LOG_DIR/operator.log" 2>&1 &
+    echo $! >"$OPERATOR_PID"
+  fi
+  wait_for "operator /readyz" 60 curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" \
+    || { tail -n 20 "$LOG_DIR/operator.log" >&2; die "operator did not become ready"; }
+  log "operator ready"
+
+  # Tenant namespaces for the examples' services (until the GameCell controller creates them).
+  local ns
+  for ns in $(grep -h '^  namespace:' "$REPO_ROOT"/examples/cells/*.yaml | awk '{print $2}' | sort -u); do
+    k get namespace "$ns" >/dev/null 2>&1 || k create namespace "$ns" >/dev/null
+  done
+  log "applying examples/cells/"
+  k apply --server-side -f "$REPO_ROOT/examples/cells/"
+  sleep 3
+  echo
+  log "kubectl get gamecells"
+  k get gamecells -o wide
+  echo
+  log "kubectl get playerservices,matchmakingpools -A"
+  k get playerservices,matchmakingpools -A
+  echo
+  cat <<MSG
+The demo is running. Try:
+  export KUBECONFIG=$KUBECONFIG_PATH
+  $KUBECTL get gc                      # cells: tier, region, Ready, tenants, data stores
+  $KUBECTL describe gc starfall-eu-west-1
+  curl -s http://127.0.0.1:$ADMIN_PORT/metrics | grep gamecell
+Logs of every component: $LOG_DIR
+Stop everything: make demo-down
+MSG
+}
+
+down() {
+  if [ -f "$OPERATOR_PID" ]; then
+    local pid
+    pid=$(cat "$OPERATOR_PID")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$OPERATOR_PID"
+  fi
+  "$HACK_DIR/moto.sh" down
+  "$HACK_DIR/cluster.sh" down
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,187 @@
+//! The controllers: one per kind, wired to one shared context and one shutdown signal.
+//!
+//! Startup waits for the operator's CRDs (an operator installed before its CRDs waits rather
+//! than crash-loops), then starts every controller and reports ready once their caches are
+//! synced. Each controller follows the same pipeline: observe, decide (pure), apply, status.
+
+pub mod conditions;
+pub mod gamecell;
+pub mod matchmakingpool;
+pub mod playerservice;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::runtime::{Controller, controller::Action};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::admin::Readiness;
+use crate::crds::{GameCell, MatchmakingPool, PlayerService, all_crds};
+use crate::telemetry::Metrics;
+
+/// The field manager of every write the operator makes (server-side apply).
+pub const FIELD_MANAGER: &str = "gamecell-operator";
+
+/// What every reconcile gets.
+pub struct Context {
+    /// Client of the cluster the operator's own objects live in.
+    pub client: Client,
+    /// Publishes Events; shared so that repeated Events aggregate.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Errors a reconcile can end with. "Still converging" is not one of them: that is an `Ok`
+/// with a requeue, shown in a condition.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API refused or failed a request.
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object arrived without a field the API server always sets.
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// A bounded, PascalCase reason for metrics labels and Event reasons.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "KubernetesApiError",
+            Self::MissingField(_) => "InvalidObject",
+        }
+    }
+}
+
+/// Retry policy shared by the controllers: transient failures retry after a pause instead of
+/// hot-looping.
+pub fn error_policy_backoff(error: &Error) -> Action {
+    match error {
+        Error::Kube(_) => Action::requeue(Duration::from_secs(10)),
+        Error::MissingField(_) => Action::await_change(),
+    }
+}
+
+/// Resolves when the shutdown signal fires (or its sender is gone).
+pub async fn shutdown_requested(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Polls until every CRD of the operator exists and is Established, or shutdown is requested.
+/// Returns false on shutdown.
+pub async fn wait_for_crds(client: &Client, shutdown: watch::Receiver<bool>) -> bool {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let names: Vec<String> = all_crds()
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let mut attempt: u64 = 0;
+    loop {
+        let mut missing = Vec::new();
+        for name in &names {
+            match api.get_opt(name).await {
+                Ok(Some(crd)) if is_established(&crd) => {}
+                Ok(_) => missing.push(name.clone()),
+                Err(e) => {
+                    missing.push(name.clone());
+                    tracing::debug!(error = %e, crd = %name, "cannot read CRD yet");
+                }
+            }
+        }
+        if missing.is_empty() {
+            tracing::info!("all CRDs are established");
+            return true;
+        }
+        if attempt.is_multiple_of(15) {
+            tracing::warn!(missing = ?missing, "waiting for CRDs to be installed (kubectl apply -f config/crd/)");
+        }
+        attempt += 1;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = shutdown_requested(shutdown.clone()) => return false,
+        }
+    }
+}
+
+fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
+
+/// Runs every controller until shutdown. Marks `readiness` once all caches are synced.
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    reporter: Reporter,
+    shutdown: watch::Receiver<bool>,
+) {
+    if !wait_for_crds(&client, shutdown.clone()).await {
+        return;
+    }
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+    });
+    let config = watcher::Config::default().any_semantic();
+
+    let cells = Controller::new(Api::<GameCell>::all(client.clone()), config.clone())
+        .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+    let services = Controller::new(Api::<PlayerService>::all(client.clone()), config.clone())
+        .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+    let pools = Controller::new(Api::<MatchmakingPool>::all(client.clone()), config)
+        .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+
+    let stores = (cells.store(), services.store(), pools.store());
+    let mark_ready = {
+        let metrics = metrics.clone();
+        async move {
+            let synced = stores.0.wait_until_ready().await.is_ok()
+                && stores.1.wait_until_ready().await.is_ok()
+                && stores.2.wait_until_ready().await.is_ok();
+            if synced {
+                readiness.set(true);
+                metrics.ready.set(1);
+                tracing::info!("caches synced; operator ready");
+            }
+        }
+    };
+
+    let cells = cells
+        .run(gamecell::reconcile, gamecell::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let services = services
+        .run(
+            playerservice::reconcile,
+            playerservice::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let pools = pools
+        .run(
+            matchmakingpool::reconcile,
+            matchmakingpool::error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()));
+    tokio::join!(mark_ready, cells, services, pools);
+    tracing::info!("controllers stopped");
+}
