@@ -5,6 +5,8 @@
 //! metrics server, `telemetry` logging and metrics, `crdgen` the CRD YAML rendering.
 
 pub mod admin;
+pub mod cell;
+pub mod cloud;
 pub mod controllers;
 pub mod crdgen;
 pub mod crds;

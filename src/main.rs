@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use gamecell_operator::admin::{self, Readiness};
+use gamecell_operator::cloud::CloudProvider;
+use gamecell_operator::cloud::aws::AwsCloud;
 use gamecell_operator::controllers;
 use gamecell_operator::telemetry::{self, LogFormat, Metrics};
 use kube::runtime::events::Reporter;
@@ -64,8 +66,13 @@ async fn main() -> ExitCode {
         metrics.clone(),
         controllers::shutdown_requested(shutdown_rx.clone()),
     ));
+    // AWS: the default credential chain (IRSA / Pod Identity in a cluster); AWS_ENDPOINT_URL
+    // points every client at an emulator in tests and the demo.
+    let cloud: Arc<dyn CloudProvider> = Arc::new(AwsCloud::from_env().await);
     let controllers = tokio::spawn(controllers::run(
         client,
+        cloud,
+        controllers::Timings::default(),
         metrics,
         readiness,
         reporter,

@@ -1,35 +1,66 @@
-//! The GameCell controller: observe a cell, decide its status, write it when it changed.
+//! The GameCell controller: observe the cell and its cloud resources, decide with the pure
+//! `cell` modules, apply what is missing, and report it all in status and Events.
 //!
-//! This stage records each cell and reports where it stands; cloud provisioning and tenant
-//! isolation plug into the decide/apply steps (see the GameCell issue).
+//! Order of a reconcile: policy (nothing is created for a non-compliant spec), the customer's
+//! cluster for Enterprise cells, the tenants' Kubernetes objects, the cloud resources (describe
+//! by deterministic identifier before any create, so a lost response never duplicates), the
+//! connection Secrets, then status. Cloud failures never escape as errors: they become
+//! conditions, with per-object backoff for transient ones and a slow trickle for permanent ones.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::conditions::{Desired, merge};
+use super::apply::{apply_cluster, apply_namespaced};
+use super::conditions::{Desired, find, merge};
 use super::status::apply_status;
-use super::{Context, Error, error_policy_backoff};
+use super::{Context, Error, PERMANENT_RETRY};
+use crate::cell::connections::connection_data;
+use crate::cell::policy::{
+    Violation, adopted_violations, cluster_violations, spec_violations, tier_policy,
+};
+use crate::cell::resources::{desired_resources, owned_by};
+use crate::cell::tenancy::{CellIdentity, connection_secret, tenant_objects};
+use crate::cloud::{
+    AssumeRole, CloudError, CloudProvider, DeleteProgress, DesiredResource, ObservedResource,
+    ResourceKind, Scope, naming,
+};
 use crate::crds::conditions as cond;
-use crate::crds::gamecell::GameCellStatus;
+use crate::crds::gamecell::{DataStoreStatus, DeletionPolicy, GameCellStatus};
 use crate::crds::{GameCell, GameCellSpec};
 
-/// How often a cell is looked at even when nothing changed (drift detection).
-pub const RESYNC: Duration = Duration::from_secs(300);
+/// The finalizer that keeps a GameCell until its cloud resources are dealt with.
+pub const FINALIZER: &str = "gamecell.dev/cloud-resources";
 
 /// Reconciles one GameCell.
 ///
 /// # Errors
-/// When the API server refuses the status write.
+/// When the Kubernetes API fails; cloud failures are reported in status instead.
 pub async fn reconcile(cell: Arc<GameCell>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "GameCell", namespace = cell.namespace().unwrap_or_default(), name = %cell.name_any());
-    let result = reconcile_cell(&cell, &ctx).instrument(span).await;
+    let span = tracing::info_span!("reconcile", kind = "GameCell", name = %cell.name_any());
+    let api: Api<GameCell> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, cell, |event| async {
+        match event {
+            finalizer::Event::Apply(cell) => apply(&cell, &ctx).await,
+            finalizer::Event::Cleanup(cell) => cleanup(&cell, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
     ctx.metrics.observe(
         "GameCell",
         started.elapsed(),
@@ -38,92 +69,631 @@ pub async fn reconcile(cell: Arc<GameCell>, ctx: Arc<Context>) -> Result<Action,
     result
 }
 
-async fn reconcile_cell(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
-    let now = Time(Timestamp::now());
-    let status = observed_status(
-        &cell.spec,
-        cell.status.as_ref(),
-        cell.metadata.generation,
-        &now,
-    );
-    let api: Api<GameCell> = Api::all(ctx.client.clone());
-    if apply_status(&api, cell, cell.status.as_ref(), &status).await? {
-        tracing::info!("status updated");
-    }
-    Ok(Action::requeue(RESYNC))
-}
-
-/// Retry policy for GameCell reconcile errors.
+/// Retry policy for GameCell reconcile errors (Kubernetes API failures).
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
-pub fn error_policy(cell: Arc<GameCell>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(name = %cell.name_any(), reason = error.reason(), error = %error, "GameCell reconcile failed");
-    error_policy_backoff(error)
+pub fn error_policy(cell: Arc<GameCell>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = match error {
+        Error::Cloud(e) if e.is_permanent() => PERMANENT_RETRY,
+        _ => ctx
+            .backoff
+            .next_delay(&format!("GameCell/{}", cell.name_any())),
+    };
+    tracing::warn!(name = %cell.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "GameCell reconcile failed");
+    Action::requeue(delay)
 }
 
-/// Number of data stores a spec asks for.
+/// Where the cell's cloud calls act.
 #[must_use]
-pub fn data_store_count(spec: &GameCellSpec) -> usize {
-    spec.data_stores.as_ref().map_or(0, |d| {
-        usize::from(d.sql.is_some())
-            + usize::from(d.cache.is_some())
-            + d.document_tables.len()
-            + d.buckets.len()
-    })
+pub fn scope_of(spec: &GameCellSpec) -> Scope {
+    let aws = &spec.provider.aws;
+    Scope {
+        region: aws.region.clone(),
+        assume_role: match (&aws.account_role_arn, &aws.external_id) {
+            (Some(role_arn), Some(external_id)) if tier_policy(spec.tier).customer_account => {
+                Some(AssumeRole {
+                    role_arn: role_arn.clone(),
+                    external_id: external_id.clone(),
+                })
+            }
+            _ => None,
+        },
+    }
 }
 
-/// The status of a cell as this stage of the operator sees it (pure).
+/// Why a cell cannot make progress without a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// What one reconcile found: the input of [`cell_status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Broken policy or compliance rules.
+    pub violations: Vec<Violation>,
+    /// For Enterprise cells: broken rules of the customer's cluster (`None` when not checked).
+    pub cluster: Option<Vec<Violation>>,
+    /// Every data store as observed.
+    pub stores: Vec<DataStoreStatus>,
+    /// Data stores the spec asks for.
+    pub total_stores: usize,
+    /// A permanent problem.
+    pub blocker: Option<Blocker>,
+    /// A transient problem (throttling, 5xx): still reconciling.
+    pub transient: Option<Blocker>,
+}
+
+fn summary(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.rule, v.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The status of a cell given what a reconcile found (pure).
 #[must_use]
-pub fn observed_status(
+pub fn cell_status(
     spec: &GameCellSpec,
     previous: Option<&GameCellStatus>,
     generation: Option<i64>,
+    outcome: &Outcome,
     now: &Time,
 ) -> GameCellStatus {
+    let ready_stores = outcome.stores.iter().filter(|s| s.ready).count();
+    let stores_ready =
+        ready_stores == outcome.total_stores && outcome.stores.len() == outcome.total_stores;
+    let mut desired = Vec::new();
+
+    let compliant = outcome.violations.is_empty();
+    desired.push(if compliant {
+        Desired::new(
+            cond::POLICY_COMPLIANT,
+            true,
+            "Compliant",
+            "the spec meets its tier's policy and compliance rules",
+        )
+    } else {
+        Desired::new(
+            cond::POLICY_COMPLIANT,
+            false,
+            outcome.violations[0].rule,
+            summary(&outcome.violations),
+        )
+    });
+    let cluster_ok = match &outcome.cluster {
+        None => true,
+        Some(v) if v.is_empty() => {
+            desired.push(Desired::new(
+                cond::CLUSTER_VERIFIED,
+                true,
+                "ClusterActive",
+                "the customer's EKS cluster is ACTIVE, supported and in an allowed region",
+            ));
+            true
+        }
+        Some(v) => {
+            desired.push(Desired::new(
+                cond::CLUSTER_VERIFIED,
+                false,
+                v[0].rule,
+                summary(v),
+            ));
+            false
+        }
+    };
+    let pending: Vec<String> = outcome
+        .stores
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| format!("{} {} is {}", s.kind, s.identifier, s.state))
+        .collect();
+    desired.push(if stores_ready {
+        Desired::new(
+            cond::DATA_STORES_READY,
+            true,
+            "Available",
+            format!(
+                "{} of {} data stores available",
+                ready_stores, outcome.total_stores
+            ),
+        )
+    } else if !compliant || !cluster_ok {
+        Desired::new(
+            cond::DATA_STORES_READY,
+            false,
+            "NotCreated",
+            "nothing is created until the cell is compliant",
+        )
+    } else {
+        let detail = if pending.is_empty() {
+            "waiting to be created".to_owned()
+        } else {
+            pending.join("; ")
+        };
+        Desired::new(
+            cond::DATA_STORES_READY,
+            false,
+            "Provisioning",
+            format!(
+                "{ready_stores} of {} data stores available: {detail}",
+                outcome.total_stores
+            ),
+        )
+    });
+
+    let stall: Option<(&'static str, String)> = if !compliant {
+        Some(("PolicyViolation", summary(&outcome.violations)))
+    } else if !cluster_ok {
+        Some((
+            "ClusterCheckFailed",
+            outcome.cluster.as_deref().map(summary).unwrap_or_default(),
+        ))
+    } else {
+        outcome
+            .blocker
+            .as_ref()
+            .map(|b| (b.reason, b.message.clone()))
+    };
+    let ready = stall.is_none() && stores_ready && outcome.transient.is_none();
+    match &stall {
+        Some((reason, message)) => {
+            desired.push(Desired::new(cond::STALLED, true, reason, message.clone()));
+            desired.push(Desired::new(
+                cond::RECONCILING,
+                false,
+                reason,
+                "stalled: waiting for a change",
+            ));
+            desired.push(Desired::new(cond::READY, false, reason, message.clone()));
+        }
+        None if ready => {
+            desired.push(Desired::new(
+                cond::STALLED,
+                false,
+                "Ready",
+                "the cell is ready",
+            ));
+            desired.push(Desired::new(
+                cond::RECONCILING,
+                false,
+                "Ready",
+                "the cell is ready",
+            ));
+            desired.push(Desired::new(
+                cond::READY,
+                true,
+                "Ready",
+                format!("{} data stores available", outcome.total_stores),
+            ));
+        }
+        None => {
+            let (reason, message) = outcome.transient.as_ref().map_or(
+                (
+                    "Provisioning",
+                    format!(
+                        "{ready_stores} of {} data stores available",
+                        outcome.total_stores
+                    ),
+                ),
+                |t| (t.reason, t.message.clone()),
+            );
+            desired.push(Desired::new(cond::STALLED, false, reason, "progressing"));
+            desired.push(Desired::new(
+                cond::RECONCILING,
+                true,
+                reason,
+                message.clone(),
+            ));
+            desired.push(Desired::new(cond::READY, false, reason, message));
+        }
+    }
+
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let waiting = "the cell is recorded; cloud provisioning is not enabled in this operator build";
-    let desired = [
-        Desired::new(cond::READY, false, "ProvisioningNotEnabled", waiting),
-        Desired::new(cond::RECONCILING, false, "ProvisioningNotEnabled", waiting),
-        Desired::new(cond::STALLED, false, "ProvisioningNotEnabled", waiting),
-    ];
     GameCellStatus {
         observed_generation: generation,
         conditions: merge(previous_conditions, &desired, generation, now),
         tenant_count: Some(i32::try_from(spec.tenants.len()).unwrap_or(i32::MAX)),
-        data_stores_ready: Some(format!("0/{}", data_store_count(spec))),
-        data_stores: Vec::new(),
+        data_stores_ready: Some(format!("{ready_stores}/{}", outcome.total_stores)),
+        data_stores: outcome.stores.clone(),
         services_ready: previous.and_then(|s| s.services_ready.clone()),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn store_status(desired: &DesiredResource, observed: &ObservedResource) -> DataStoreStatus {
+    DataStoreStatus {
+        kind: desired.kind.as_str().to_owned(),
+        name: desired.logical_name.clone(),
+        identifier: observed.identifier.clone(),
+        state: observed.state.clone(),
+        endpoint: observed.endpoint.clone(),
+        ready: observed.ready,
+    }
+}
 
-    fn spec() -> GameCellSpec {
-        serde_json::from_value(serde_json::json!({
-            "tier": "Shared",
-            "provider": {"aws": {"region": "eu-west-1"}},
-            "tenants": [{"name": "a", "namespace": "ns-a"}, {"name": "b", "namespace": "ns-b"}],
-            "dataStores": {"sql": {"engine": "Postgres", "version": "16"}, "buckets": [{"name": "assets"}]}
-        }))
-        .expect("valid spec")
+async fn publish(
+    ctx: &Context,
+    cell: &GameCell,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cell.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish Event");
+    }
+}
+
+/// Ensures one cloud resource exists and is the cell's. Returns its observation, or the
+/// permanent problem that blocks it.
+async fn ensure_resource(
+    cloud: &dyn CloudProvider,
+    scope: &Scope,
+    uid: &str,
+    desired: &DesiredResource,
+    previously_seen: bool,
+    retain: bool,
+) -> Result<Result<(ObservedResource, bool), Blocker>, CloudError> {
+    match cloud
+        .describe(scope, desired.kind, &desired.identifier)
+        .await?
+    {
+        Some(observed) if desired.adopt => {
+            let violations = adopted_violations(&observed);
+            if violations.is_empty() {
+                Ok(Ok((observed, false)))
+            } else {
+                Ok(Err(Blocker {
+                    reason: "AdoptionRefused",
+                    message: summary(&violations),
+                }))
+            }
+        }
+        Some(observed) if owned_by(&observed.tags, uid) => Ok(Ok((observed, false))),
+        Some(_) => Ok(Err(Blocker {
+            reason: "ForeignResource",
+            message: format!(
+                "{} {} exists but is not tagged as this cell's: it is never adopted or deleted; rename the cell or remove the other resource",
+                desired.kind.as_str(),
+                desired.identifier
+            ),
+        })),
+        None if desired.adopt => Ok(Err(Blocker {
+            reason: "AdoptTargetNotFound",
+            message: format!(
+                "dataStores.sql.adoptInstanceIdentifier {} does not exist in {}",
+                desired.identifier, scope.region
+            ),
+        })),
+        None if previously_seen && retain => Ok(Err(Blocker {
+            reason: "DataStoreMissing",
+            message: format!(
+                "{} {} was deleted outside the operator; under deletionPolicy Retain it is not recreated: restore it or change the policy",
+                desired.kind.as_str(),
+                desired.identifier
+            ),
+        })),
+        None => Ok(Ok((cloud.create(scope, desired).await?, true))),
+    }
+}
+
+async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
+    let name = cell.name_any();
+    let uid = cell.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let spec = &cell.spec;
+    let generation = cell.metadata.generation;
+    let previous = cell.status.as_ref();
+    let scope = scope_of(spec);
+    let desired = desired_resources(&name, &uid, spec);
+    let mut outcome = Outcome {
+        total_stores: desired.len(),
+        ..Outcome::default()
+    };
+    let key = format!("GameCell/{name}");
+
+    // 1. Policy: a non-compliant spec creates nothing.
+    outcome.violations = spec_violations(spec);
+    // 2. The customer's cluster, in the customer's account.
+    if outcome.violations.is_empty() && tier_policy(spec.tier).verify_cluster {
+        let cluster_name = spec.provider.aws.cluster_name.clone().unwrap_or_default();
+        match ctx.cloud.describe_cluster(&scope, &cluster_name).await {
+            Ok(cluster) => outcome.cluster = Some(cluster_violations(spec, cluster.as_ref())),
+            Err(e) => record_cloud_error(&mut outcome, e),
+        }
+    }
+    let compliant =
+        outcome.violations.is_empty() && outcome.cluster.as_ref().is_none_or(Vec::is_empty);
+    let mut observed: BTreeMap<(ResourceKind, String), ObservedResource> = BTreeMap::new();
+
+    if compliant && outcome.blocker.is_none() && outcome.transient.is_none() {
+        // 3. The tenants' Kubernetes objects, in the cluster the cell runs in.
+        let client = ctx.placement.client_for(cell);
+        let identity = CellIdentity {
+            name: &name,
+            uid: &uid,
+        };
+        apply_tenancy(&client, identity, spec).await?;
+
+        // 4. The cloud resources.
+        let seen: Vec<&str> = previous
+            .map(|s| {
+                s.data_stores
+                    .iter()
+                    .map(|d| d.identifier.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let retain = spec.deletion_policy == DeletionPolicy::Retain;
+        for d in &desired {
+            match ensure_resource(
+                ctx.cloud.as_ref(),
+                &scope,
+                &uid,
+                d,
+                seen.contains(&d.identifier.as_str()),
+                retain,
+            )
+            .await
+            {
+                Ok(Ok((o, created))) => {
+                    if created {
+                        let verb = if seen.contains(&d.identifier.as_str()) {
+                            "Recreated"
+                        } else {
+                            "Created"
+                        };
+                        publish(
+                            ctx,
+                            cell,
+                            EventType::Normal,
+                            &format!("DataStore{verb}"),
+                            "CreateDataStore",
+                            format!("{verb} {} {} ({})", d.kind.as_str(), d.identifier, o.state),
+                        )
+                        .await;
+                    }
+                    outcome.stores.push(store_status(d, &o));
+                    observed.insert((d.kind, d.identifier.clone()), o);
+                }
+                Ok(Err(blocker)) => {
+                    outcome.stores.push(DataStoreStatus {
+                        kind: d.kind.as_str().to_owned(),
+                        name: d.logical_name.clone(),
+                        identifier: d.identifier.clone(),
+                        state: blocker.reason.to_owned(),
+                        endpoint: None,
+                        ready: false,
+                    });
+                    outcome.blocker.get_or_insert(blocker);
+                }
+                Err(e) => {
+                    record_cloud_error(&mut outcome, e);
+                    break;
+                }
+            }
+        }
+
+        // 5. Connection Secrets in each tenant's namespace, for the stores that exist.
+        for tenant in &spec.tenants {
+            for (store, data) in connection_data(spec, tenant, &desired, &observed) {
+                let secret = connection_secret(identity, &tenant.namespace, store, data);
+                apply_namespaced(&client, &secret).await?;
+            }
+        }
     }
 
-    #[test]
-    fn status_counts_tenants_and_stores_and_is_stable() {
-        let now = Time(Timestamp::from_second(1_000).expect("ts"));
-        let first = observed_status(&spec(), None, Some(1), &now);
-        assert_eq!(first.observed_generation, Some(1));
-        assert_eq!(first.tenant_count, Some(2));
-        assert_eq!(first.data_stores_ready.as_deref(), Some("0/2"));
-        let later = Time(Timestamp::from_second(2_000).expect("ts"));
-        let second = observed_status(&spec(), Some(&first), Some(1), &later);
-        assert_eq!(
-            first, second,
-            "recomputing an unchanged cell yields the same status"
+    // 6. Status, Events on transitions, and when to look again.
+    let now = Time(Timestamp::now());
+    let status = cell_status(spec, previous, generation, &outcome, &now);
+    announce_transitions(ctx, cell, previous, &status).await;
+    let api: Api<GameCell> = Api::all(ctx.client.clone());
+    apply_status(&api, cell, previous, &status).await?;
+
+    Ok(if outcome.transient.is_some() {
+        Action::requeue(ctx.backoff.next_delay(&key))
+    } else {
+        ctx.backoff.reset(&key);
+        if outcome.blocker.is_some() || !outcome.violations.is_empty() || !compliant {
+            Action::requeue(PERMANENT_RETRY)
+        } else if outcome.stores.iter().all(|s| s.ready) {
+            Action::requeue(ctx.timings.resync)
+        } else {
+            Action::requeue(ctx.timings.provisioning_poll)
+        }
+    })
+}
+
+fn record_cloud_error(outcome: &mut Outcome, error: CloudError) {
+    let blocker = Blocker {
+        reason: error.reason(),
+        message: error.to_string(),
+    };
+    if error.is_permanent() {
+        outcome.blocker.get_or_insert(blocker);
+    } else {
+        outcome.transient.get_or_insert(blocker);
+    }
+}
+
+async fn apply_tenancy(
+    client: &Client,
+    identity: CellIdentity<'_>,
+    spec: &GameCellSpec,
+) -> Result<(), Error> {
+    for tenant in tenant_objects(identity, spec) {
+        apply_cluster(client, &tenant.namespace).await?;
+        if let Some(quota) = &tenant.resource_quota {
+            apply_namespaced(client, quota).await?;
+        }
+        if let Some(limits) = &tenant.limit_range {
+            apply_namespaced(client, limits).await?;
+        }
+        for policy in &tenant.network_policies {
+            apply_namespaced(client, policy).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn announce_transitions(
+    ctx: &Context,
+    cell: &GameCell,
+    previous: Option<&GameCellStatus>,
+    status: &GameCellStatus,
+) {
+    let before = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    for type_ in [
+        cond::READY,
+        cond::STALLED,
+        cond::POLICY_COMPLIANT,
+        cond::CLUSTER_VERIFIED,
+    ] {
+        let Some(now) = find(&status.conditions, type_) else {
+            continue;
+        };
+        let changed =
+            find(before, type_).is_none_or(|b| b.status != now.status || b.reason != now.reason);
+        if !changed {
+            continue;
+        }
+        let warning = match type_ {
+            cond::STALLED => now.status == "True",
+            _ => now.status == "False" && type_ != cond::READY,
+        };
+        if type_ == cond::STALLED && now.status != "True" {
+            continue;
+        }
+        if type_ == cond::READY
+            && now.status != "True"
+            && find(&status.conditions, cond::STALLED).is_some_and(|s| s.status == "True")
+        {
+            continue; // the Stalled Event already says why
+        }
+        let type_event = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(
+            ctx,
+            cell,
+            type_event,
+            &now.reason,
+            type_,
+            format!("{type_}={}: {}", now.status, now.message),
+        )
+        .await;
+    }
+}
+
+async fn crd_is_being_deleted(client: &Client) -> Result<bool, Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = api.get_opt("gamecells.gamecell.dev").await?;
+    Ok(crd.is_none_or(|c| c.metadata.deletion_timestamp.is_some()))
+}
+
+async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
+    let name = cell.name_any();
+    let uid = cell.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let spec = &cell.spec;
+    // Deleting the CRD deletes every GameCell: that is never a decision to delete databases.
+    if crd_is_being_deleted(&ctx.client).await? {
+        tracing::warn!(
+            "the GameCell CRD is being deleted: releasing the cell and keeping every cloud resource"
         );
+        return Ok(Action::await_change());
     }
+    if spec.deletion_policy == DeletionPolicy::Retain {
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "ResourcesRetained",
+            "DeleteCell",
+            "deletionPolicy Retain: every cloud resource of the cell is kept".into(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let scope = scope_of(spec);
+    let mut pending = Vec::new();
+    for d in desired_resources(&name, &uid, spec).iter().rev() {
+        if d.adopt {
+            continue; // adopted resources were never ours to delete
+        }
+        let observed = match ctx.cloud.describe(&scope, d.kind, &d.identifier).await {
+            Ok(o) => o,
+            Err(e) => return Err(cleanup_failed(ctx, cell, e).await),
+        };
+        let Some(observed) = observed else { continue };
+        if !owned_by(&observed.tags, &uid) {
+            tracing::warn!(identifier = %d.identifier, "not deleting a resource tagged as someone else's");
+            continue;
+        }
+        let snapshot = (spec.deletion_policy == DeletionPolicy::Snapshot
+            && d.kind == ResourceKind::Sql)
+            .then(|| naming::final_snapshot(&d.identifier));
+        match ctx
+            .cloud
+            .delete(&scope, d.kind, &d.identifier, snapshot.as_deref())
+            .await
+        {
+            Ok(DeleteProgress::Gone) => {}
+            Ok(DeleteProgress::InProgress) => {
+                pending.push(format!("{} {}", d.kind.as_str(), d.identifier))
+            }
+            Err(e) => return Err(cleanup_failed(ctx, cell, e).await),
+        }
+    }
+    if pending.is_empty() {
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "ResourcesDeleted",
+            "DeleteCell",
+            format!(
+                "deletionPolicy {:?}: every cloud resource of the cell is gone",
+                spec.deletion_policy
+            ),
+        )
+        .await;
+        Ok(Action::await_change())
+    } else {
+        tracing::info!(pending = ?pending, "waiting for the cloud to finish deleting");
+        // The finalizer stays until the cloud confirms every resource is gone.
+        Err(Error::Cloud(CloudError::Busy {
+            service: "cloud",
+            message: format!("still deleting: {}", pending.join(", ")),
+        }))
+    }
+}
+
+/// Reports a failed deletion step. It is returned as an error so the finalizer stays (an `Ok`
+/// from cleanup would release it); the error policy backs off.
+async fn cleanup_failed(ctx: &Context, cell: &GameCell, error: CloudError) -> Error {
+    publish(
+        ctx,
+        cell,
+        EventType::Warning,
+        error.reason(),
+        "DeleteCell",
+        format!("cannot delete the cell's resources yet: {error}"),
+    )
+    .await;
+    Error::Cloud(error)
 }

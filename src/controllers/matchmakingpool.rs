@@ -13,7 +13,6 @@ use kube::{Api, ResourceExt};
 use tracing::Instrument;
 
 use super::conditions::{Desired, merge};
-use super::gamecell::RESYNC;
 use super::status::apply_status;
 use super::{Context, Error, error_policy_backoff};
 use crate::crds::conditions as cond;
@@ -46,7 +45,7 @@ async fn reconcile_pool(pool: &MatchmakingPool, ctx: &Context) -> Result<Action,
     );
     let api: Api<MatchmakingPool> = Api::namespaced(ctx.client.clone(), &namespace);
     apply_status(&api, pool, pool.status.as_ref(), &status).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(ctx.timings.resync))
 }
 
 /// Retry policy for MatchmakingPool reconcile errors.

@@ -4,9 +4,12 @@
 //! than crash-loops), then starts every controller and reports ready once their caches are
 //! synced. Each controller follows the same pipeline: observe, decide (pure), apply, status.
 
+pub mod apply;
+pub mod backoff;
 pub mod conditions;
 pub mod gamecell;
 pub mod matchmakingpool;
+pub mod placement;
 pub mod playerservice;
 pub mod status;
 
@@ -22,8 +25,11 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::admin::Readiness;
+use crate::cloud::CloudProvider;
 use crate::crds::{GameCell, MatchmakingPool, PlayerService, all_crds};
 use crate::telemetry::Metrics;
+use backoff::Backoff;
+use placement::Placement;
 
 /// The field manager of every write the operator makes (server-side apply).
 pub const FIELD_MANAGER: &str = "gamecell-operator";
@@ -36,6 +42,32 @@ pub struct Context {
     pub recorder: Recorder,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// The cloud the cells' resources live in.
+    pub cloud: Arc<dyn CloudProvider>,
+    /// Where each cell's Kubernetes objects are applied.
+    pub placement: Placement,
+    /// Per-object backoff of transient failures.
+    pub backoff: Backoff,
+    /// How often objects are looked at again.
+    pub timings: Timings,
+}
+
+/// Requeue intervals. The defaults suit production; tests shorten them.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    /// A Ready object is re-examined this often, to detect drift.
+    pub resync: Duration,
+    /// An object whose cloud resources are still provisioning or deleting is polled this often.
+    pub provisioning_poll: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            provisioning_poll: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Errors a reconcile can end with. "Still converging" is not one of them: that is an `Ok`
@@ -48,6 +80,15 @@ pub enum Error {
     /// An object arrived without a field the API server always sets.
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    /// An object could not be serialized (a bug).
+    #[error("cannot serialize an object: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A cloud call failed; `permanent` ones wait for a change.
+    #[error("cloud call failed: {0}")]
+    Cloud(#[from] crate::cloud::CloudError),
+    /// The finalizer bookkeeping failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 impl Error {
@@ -57,6 +98,9 @@ impl Error {
         match self {
             Self::Kube(_) => "KubernetesApiError",
             Self::MissingField(_) => "InvalidObject",
+            Self::Serialize(_) => "SerializationFailed",
+            Self::Cloud(e) => e.reason(),
+            Self::Finalizer(_) => "FinalizerFailed",
         }
     }
 }
@@ -65,10 +109,17 @@ impl Error {
 /// hot-looping.
 pub fn error_policy_backoff(error: &Error) -> Action {
     match error {
-        Error::Kube(_) => Action::requeue(Duration::from_secs(10)),
-        Error::MissingField(_) => Action::await_change(),
+        Error::Cloud(e) if e.is_permanent() => Action::requeue(PERMANENT_RETRY),
+        Error::Kube(_) | Error::Cloud(_) | Error::Finalizer(_) => {
+            Action::requeue(Duration::from_secs(10))
+        }
+        Error::MissingField(_) | Error::Serialize(_) => Action::await_change(),
     }
 }
+
+/// How long a permanent failure (access denied, invalid request) waits before one more try, in
+/// case credentials changed: a bounded trickle instead of a retry storm.
+pub const PERMANENT_RETRY: Duration = Duration::from_secs(600);
 
 /// Resolves when the shutdown signal fires (or its sender is gone).
 pub async fn shutdown_requested(mut rx: watch::Receiver<bool>) {
@@ -128,6 +179,8 @@ fn is_established(crd: &CustomResourceDefinition) -> bool {
 /// Runs every controller until shutdown. Marks `readiness` once all caches are synced.
 pub async fn run(
     client: Client,
+    cloud: Arc<dyn CloudProvider>,
+    timings: Timings,
     metrics: Arc<Metrics>,
     readiness: Readiness,
     reporter: Reporter,
@@ -140,6 +193,10 @@ pub async fn run(
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
+        cloud,
+        placement: Placement::local(client.clone()),
+        backoff: Backoff::default(),
+        timings,
     });
     let config = watcher::Config::default().any_semantic();
 

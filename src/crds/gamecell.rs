@@ -45,6 +45,7 @@ pub const MAX_TENANT_NAME_LEN: usize = 20;
     validation = Rule::new("self.tier != 'Enterprise' || has(self.compliance)").message("an Enterprise cell needs a spec.compliance block (at least allowedRegions)"),
     validation = Rule::new("!has(self.compliance) || self.provider.aws.region in self.compliance.allowedRegions").message("provider.aws.region must be one of compliance.allowedRegions (data residency)"),
     validation = Rule::new("!has(self.compliance) || !self.compliance.deletionProtection || self.deletionPolicy != 'Delete'").message("compliance.deletionProtection forbids deletionPolicy Delete: use Snapshot or Retain"),
+    validation = Rule::new("!has(self.nodes) || has(self.provider.aws.clusterName)").message("spec.nodes needs provider.aws.clusterName: the cluster the node group joins"),
     validation = Rule::new("!has(self.nodes) || self.tier != 'Shared'").message("spec.nodes is for Dedicated and Enterprise cells: Shared cells run on the shared node pool"),
 )]
 pub struct GameCellSpec {
@@ -470,6 +471,14 @@ pub struct NodeGroupSpec {
     /// Use Spot capacity (cheaper, may be reclaimed).
     #[serde(default)]
     pub spot: bool,
+    /// IAM role the nodes run as.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$')").message("nodes.nodeRoleArn must be an IAM role ARN"))]
+    pub node_role_arn: String,
+    /// Subnets the nodes are placed in (private subnets of the cluster's VPC).
+    #[schemars(length(min = 1, max = 16), inner(length(min = 8, max = 32)))]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^subnet-[0-9a-f]{8,17}$'))").message("nodes.subnetIds entries must be subnet IDs such as subnet-0123456789abcdef0"))]
+    pub subnet_ids: Vec<String>,
 }
 
 /// Settings for every workload bound to the cell.

@@ -108,7 +108,8 @@ fn enterprise_cell() -> Value {
                 "minBackupRetentionDays": 14,
                 "deletionProtection": true
             },
-            "nodes": {"instanceTypes": ["c7g.2xlarge"], "minSize": 2, "maxSize": 10, "desiredSize": 3},
+            "nodes": {"instanceTypes": ["c7g.2xlarge"], "minSize": 2, "maxSize": 10, "desiredSize": 3,
+                      "nodeRoleArn": "arn:aws:iam::123456789012:role/nodes", "subnetIds": ["subnet-0123456789abcdef0"]},
             "deletionPolicy": "Snapshot"
         }
     })
@@ -122,7 +123,8 @@ fn dedicated_cell() -> Value {
             "tier": "Dedicated",
             "provider": {"aws": {"region": "us-east-1", "clusterName": "games-use1"}},
             "tenants": [{"name": "starfall", "namespace": "starfall"}],
-            "nodes": {"instanceTypes": ["c7g.4xlarge", "c6g.4xlarge"], "minSize": 3, "maxSize": 30}
+            "nodes": {"instanceTypes": ["c7g.4xlarge", "c6g.4xlarge"], "minSize": 3, "maxSize": 30,
+                      "nodeRoleArn": "arn:aws:iam::123456789012:role/nodes", "subnetIds": ["subnet-0123456789abcdef0"]}
         }
     })
 }
@@ -368,7 +370,8 @@ fn deletion_protection_forbids_delete_policy() {
 
 #[test]
 fn shared_cells_have_no_node_group() {
-    let nodes = json!({"instanceTypes": ["m7g.large"], "minSize": 1, "maxSize": 2});
+    let nodes = json!({"instanceTypes": ["m7g.large"], "minSize": 1, "maxSize": 2,
+        "nodeRoleArn": "arn:aws:iam::123456789012:role/nodes", "subnetIds": ["subnet-0123456789abcdef0"]});
     assert_refused(
         check_cell(set(shared_cell(), "/spec/nodes", nodes)),
         "Shared cells run on the shared node pool",
