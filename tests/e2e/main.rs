@@ -6,6 +6,7 @@
 
 mod crds;
 mod examples;
+mod gamecell_fake;
 mod invalid;
 mod operator;
 mod support;
