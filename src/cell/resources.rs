@@ -208,7 +208,8 @@ pub fn desired_resources(cell: &str, uid: &str, spec: &GameCellSpec) -> Vec<Desi
         out.push(DesiredResource {
             kind: ResourceKind::NodeGroup,
             logical_name: "nodes".into(),
-            identifier: naming::node_group(cell, uid),
+            // EKS addresses a node group within its cluster: `<cluster>/<node group>`.
+            identifier: format!("{cluster}/{}", naming::node_group(cell, uid)),
             tags: owner_tags,
             adopt: false,
             params: ResourceParams::NodeGroup(NodeGroupParams {
@@ -284,6 +285,11 @@ mod tests {
             panic!("node group params")
         };
         assert_eq!(ng.desired_size, 2);
+        assert!(
+            r[4].identifier.starts_with("games/gc-starfall-"),
+            "{}",
+            r[4].identifier
+        );
         assert_eq!(
             ng.labels.get(NODE_LABEL).map(String::as_str),
             Some("starfall")
