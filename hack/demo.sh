@@ -19,7 +19,11 @@ up() {
   k wait --for=condition=Established crd --all --timeout=60s >/dev/null
 
   log "building the operator"
-  (cd "$REPO_ROOT" && cargo build --quiet --bin gamecell-operator)
+  (cd "$REPO_ROOT" && cargo build --quiet --bin gamecell-operator --bin seed-emulator)
+  local bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug"
+  log "creating the EKS clusters the example cells expect in the emulator"
+  AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+    "$bin/seed-emulator" "$REPO_ROOT/examples/cells"
   if [ -f "$OPERATOR_PID" ] && kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
     log "operator already running (pid $(cat "$OPERATOR_PID"))"
   else
@@ -27,21 +31,28 @@ up() {
     KUBECONFIG="$KUBECONFIG_PATH" GAMECELL_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
       AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
       AWS_REGION=us-east-1 RUST_LOG=info \
-      "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/gamecell-operator" >"$LOG_DIR/operator.log" 2>&1 &
+      "$bin/gamecell-operator" >"$LOG_DIR/operator.log" 2>&1 &
     echo $! >"$OPERATOR_PID"
   fi
   wait_for "operator /readyz" 60 curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" \
     || { tail -n 20 "$LOG_DIR/operator.log" >&2; die "operator did not become ready"; }
   log "operator ready"
 
-  # Tenant namespaces for the examples' services (until the GameCell controller creates them).
-  local ns
-  for ns in $(grep -h '^  namespace:' "$REPO_ROOT"/examples/cells/*.yaml | awk '{print $2}' | sort -u); do
-    k get namespace "$ns" >/dev/null 2>&1 || k create namespace "$ns" >/dev/null
+  log "applying examples/cells/ (first pass: the GameCells; their workloads wait for the tenant namespaces)"
+  k apply --server-side -f "$REPO_ROOT/examples/cells/" 2>&1 | grep -v 'namespaces ".*" not found' || true
+  log "waiting for the cells to become Ready (the operator creates tenant namespaces, data stores, Secrets)"
+  local i
+  for i in $(seq 1 60); do
+    k get gamecells -o wide
+    if ! k get gamecells -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -qv True; then
+      break
+    fi
+    sleep 3
+    echo
   done
-  log "applying examples/cells/"
+  log "applying the PlayerServices and MatchmakingPools of examples/cells/"
   k apply --server-side -f "$REPO_ROOT/examples/cells/"
-  sleep 3
+  sleep 2
   echo
   log "kubectl get gamecells"
   k get gamecells -o wide

@@ -7,6 +7,7 @@
 mod cloud_aws;
 mod crds;
 mod examples;
+mod gamecell_aws;
 mod gamecell_fake;
 mod invalid;
 mod operator;

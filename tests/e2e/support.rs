@@ -167,3 +167,51 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// The operator binary running against the test cluster (and the emulator, through the
+/// inherited `AWS_*` environment), killed on drop.
+pub struct OperatorProcess {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts the operator and waits until `/readyz` answers 200.
+    pub async fn start(log_name: &str) -> Self {
+        let port = free_port();
+        let log = repo_path(&format!("target/{log_name}.log"));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gamecell-operator"))
+            .env("GAMECELL_ADMIN_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::from(
+                file.try_clone().expect("log handle"),
+            ))
+            .stderr(std::process::Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator starts");
+        wait_until(Duration::from_secs(60), "operator /readyz", || async {
+            http_get(port, "/readyz")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+        })
+        .await;
+        Self { child, log }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        assert!(
+            matches!(status, Ok(Ok(s)) if s.success()),
+            "operator did not stop cleanly: {status:?}; log: {}",
+            self.log.display()
+        );
+    }
+}
