@@ -72,6 +72,21 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
+    /// Every kind.
+    pub const ALL: [Self; 5] = [
+        Self::Sql,
+        Self::Cache,
+        Self::DocumentTable,
+        Self::Bucket,
+        Self::NodeGroup,
+    ];
+
+    /// The kind named `name` in status ([`Self::as_str`]).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Name used in status and Events.
     #[must_use]
     pub fn as_str(self) -> &'static str {

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
@@ -29,7 +31,7 @@ use crate::cell::policy::{
     Violation, adopted_violations, cluster_violations, spec_violations, tier_policy,
 };
 use crate::cell::resources::{desired_resources, owned_by};
-use crate::cell::tenancy::{CellIdentity, connection_secret, tenant_objects};
+use crate::cell::tenancy::{CellIdentity, LABEL_CELL, connection_secret, tenant_objects};
 use crate::cloud::{
     AssumeRole, CloudError, CloudProvider, DeleteProgress, DesiredResource, ObservedResource,
     ResourceKind, Scope, naming,
@@ -143,7 +145,12 @@ pub fn cell_status(
     outcome: &Outcome,
     now: &Time,
 ) -> GameCellStatus {
-    let ready_stores = outcome.stores.iter().filter(|s| s.ready).count();
+    let ready_stores = outcome
+        .stores
+        .iter()
+        .filter(|s| s.ready)
+        .count()
+        .min(outcome.total_stores);
     let stores_ready =
         ready_stores == outcome.total_stores && outcome.stores.len() == outcome.total_stores;
     let mut desired = Vec::new();
@@ -485,7 +492,34 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             }
         }
 
-        // 5. Connection Secrets in each tenant's namespace, for the stores that exist.
+        // 5. Resources the spec no longer asks for (a removed tenant's tables, a removed store):
+        //    deleted under the cell's deletion policy, only if they are provably the cell's.
+        if outcome.transient.is_none() {
+            let wanted: Vec<(ResourceKind, &str)> = desired
+                .iter()
+                .map(|d| (d.kind, d.identifier.as_str()))
+                .collect();
+            let stale: Vec<(ResourceKind, String)> = previous
+                .map(|s| s.data_stores.iter())
+                .into_iter()
+                .flatten()
+                .filter_map(|d| ResourceKind::parse(&d.kind).map(|k| (k, d.identifier.clone())))
+                .filter(|(k, id)| !wanted.contains(&(*k, id.as_str())))
+                .collect();
+            for (kind, identifier) in stale {
+                match remove_stale(ctx, cell, &scope, &uid, kind, &identifier).await {
+                    Ok(Some(still_deleting)) => outcome.stores.push(still_deleting),
+                    Ok(None) => {}
+                    Err(e) => {
+                        record_cloud_error(&mut outcome, e);
+                        break;
+                    }
+                }
+            }
+        }
+        prune_tenants(&client, ctx, cell, &uid).await?;
+
+        // 6. Connection Secrets in each tenant's namespace, for the stores that exist.
         for tenant in &spec.tenants {
             for (store, data) in connection_data(spec, tenant, &desired, &observed) {
                 let secret = connection_secret(identity, &tenant.namespace, store, data);
@@ -494,7 +528,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         }
     }
 
-    // 6. Status, Events on transitions, and when to look again.
+    // 7. Status, Events on transitions, and when to look again.
     let now = Time(Timestamp::now());
     let status = cell_status(spec, previous, generation, &outcome, &now);
     announce_transitions(ctx, cell, previous, &status).await;
@@ -513,6 +547,111 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             Action::requeue(ctx.timings.provisioning_poll)
         }
     })
+}
+
+/// Deals with a resource the spec no longer asks for. Returns its status while the cloud is
+/// still deleting it.
+async fn remove_stale(
+    ctx: &Context,
+    cell: &GameCell,
+    scope: &Scope,
+    uid: &str,
+    kind: ResourceKind,
+    identifier: &str,
+) -> Result<Option<DataStoreStatus>, CloudError> {
+    let policy = cell.spec.deletion_policy;
+    let Some(observed) = ctx.cloud.describe(scope, kind, identifier).await? else {
+        return Ok(None);
+    };
+    if !owned_by(&observed.tags, uid) {
+        return Ok(None);
+    }
+    if policy == DeletionPolicy::Retain {
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "DataStoreRetained",
+            "RemoveDataStore",
+            format!(
+                "{} {identifier} is no longer in the spec; kept under deletionPolicy Retain",
+                kind.as_str()
+            ),
+        )
+        .await;
+        return Ok(None);
+    }
+    let snapshot = (policy == DeletionPolicy::Snapshot && kind == ResourceKind::Sql)
+        .then(|| naming::final_snapshot(identifier));
+    match ctx
+        .cloud
+        .delete(scope, kind, identifier, snapshot.as_deref())
+        .await?
+    {
+        DeleteProgress::Gone => {
+            publish(
+                ctx,
+                cell,
+                EventType::Normal,
+                "DataStoreDeleted",
+                "RemoveDataStore",
+                format!(
+                    "{} {identifier} is no longer in the spec and was deleted",
+                    kind.as_str()
+                ),
+            )
+            .await;
+            Ok(None)
+        }
+        DeleteProgress::InProgress => Ok(Some(DataStoreStatus {
+            kind: kind.as_str().to_owned(),
+            name: identifier.to_owned(),
+            identifier: identifier.to_owned(),
+            state: "deleting".into(),
+            endpoint: None,
+            ready: false,
+        })),
+    }
+}
+
+/// Deletes the namespaces of tenants removed from the spec (and with them every object in
+/// them): only namespaces labelled and owned by this very cell.
+async fn prune_tenants(
+    client: &Client,
+    ctx: &Context,
+    cell: &GameCell,
+    uid: &str,
+) -> Result<(), Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let selector = format!("{LABEL_CELL}={}", cell.name_any());
+    let wanted: Vec<&str> = cell
+        .spec
+        .tenants
+        .iter()
+        .map(|t| t.namespace.as_str())
+        .collect();
+    for ns in api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
+        let name = ns.name_any();
+        let ours = ns.owner_references().iter().any(|o| o.uid == uid);
+        if wanted.contains(&name.as_str()) || !ours || ns.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        api.delete(&name, &DeleteParams::background()).await?;
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "TenantRemoved",
+            "RemoveTenant",
+            format!("namespace {name} of a tenant no longer in the spec was deleted"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 fn record_cloud_error(outcome: &mut Outcome, error: CloudError) {

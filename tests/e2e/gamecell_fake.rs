@@ -14,7 +14,7 @@ use gamecell_operator::controllers::{self, Timings};
 use gamecell_operator::crds::GameCell;
 use gamecell_operator::telemetry::Metrics;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -97,13 +97,13 @@ fn shared_spec(ns_prefix: &str, policy: &str) -> Value {
     })
 }
 
+/// Creates a cell with server-side apply, as `kubectl apply --server-side` and Argo CD do (so a
+/// later apply that drops a list entry removes it).
 async fn create(api: &Api<GameCell>, cell: &GameCell) -> GameCell {
-    api.create(
-        &PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        cell,
+    api.patch(
+        &cell.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(cell),
     )
     .await
     .expect("cell created")
@@ -505,4 +505,153 @@ async fn a_non_compliant_enterprise_cell_creates_nothing() {
     delete_and_wait(&api, name).await;
     assert_eq!(cloud.resource_count(), 0);
     operator.stop().await;
+}
+
+#[tokio::test]
+async fn adding_a_tenant_disturbs_no_other_and_removing_one_cleans_only_its_parts() {
+    let client = client().await;
+    install_crds(&client).await;
+    let cloud = Arc::new(FakeCloud::new());
+    let operator = Operator::start(&client, cloud.clone()).await;
+    let api: Api<GameCell> = Api::all(client.clone());
+    let name = "fake-tenants";
+    let mut spec = shared_spec("fake-tenants", "Delete");
+    create(&api, &cell_manifest(name, spec.clone())).await;
+    let cell = wait_condition(&api, name, "Ready", "True", None).await;
+    let uid = cell.uid().expect("uid");
+    let alpha_secrets: Api<Secret> = Api::namespaced(client.clone(), "fake-tenants-alpha");
+    let alpha_rv = alpha_secrets
+        .get("gamecell-tables")
+        .await
+        .expect("alpha secret")
+        .resource_version();
+    let alpha_table = naming::table(name, &uid, "alpha-saves");
+    let beta_table = naming::table(name, &uid, "beta-saves");
+
+    // Add gamma: alpha's objects are not rewritten.
+    spec["tenants"]
+        .as_array_mut()
+        .expect("tenants")
+        .push(json!({"name": "gamma", "namespace": "fake-tenants-gamma"}));
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&cell_manifest(name, spec.clone())),
+    )
+    .await
+    .expect("gamma added");
+    let cell = wait_condition(&api, name, "Ready", "True", None).await;
+    assert_eq!(cell.status.as_ref().and_then(|s| s.tenant_count), Some(3));
+    let gamma: Api<Secret> = Api::namespaced(client.clone(), "fake-tenants-gamma");
+    gamma
+        .get("gamecell-tables")
+        .await
+        .expect("gamma has its Secret");
+    assert_eq!(
+        alpha_secrets
+            .get("gamecell-tables")
+            .await
+            .expect("alpha secret")
+            .resource_version(),
+        alpha_rv,
+        "adding a tenant must not touch another tenant's objects"
+    );
+
+    // Remove beta: its namespace and table go; alpha's stay.
+    spec["tenants"]
+        .as_array_mut()
+        .expect("tenants")
+        .retain(|t| t["name"] != "beta");
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&cell_manifest(name, spec)),
+    )
+    .await
+    .expect("beta removed");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_until(
+        Duration::from_secs(60),
+        "beta's namespace to be deleted and its table removed",
+        || async {
+            let ns_gone = namespaces
+                .get_opt("fake-tenants-beta")
+                .await
+                .ok()
+                .flatten()
+                .is_none_or(|ns| ns.metadata.deletion_timestamp.is_some());
+            ns_gone
+                && !cloud
+                    .identifiers(ResourceKind::DocumentTable)
+                    .contains(&beta_table)
+        },
+    )
+    .await;
+    assert!(
+        cloud
+            .identifiers(ResourceKind::DocumentTable)
+            .contains(&alpha_table)
+    );
+    assert!(
+        namespaces
+            .get_opt("fake-tenants-alpha")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        alpha_secrets
+            .get("gamecell-tables")
+            .await
+            .expect("alpha secret")
+            .resource_version(),
+        alpha_rv,
+        "removing a tenant must not touch another tenant's objects"
+    );
+    delete_and_wait(&api, name).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_crd_never_deletes_a_cloud_resource() {
+    let client = client().await;
+    install_crds(&client).await;
+    let cloud = Arc::new(FakeCloud::new());
+    let operator = Operator::start(&client, cloud.clone()).await;
+    let api: Api<GameCell> = Api::all(client.clone());
+    let name = "fake-crd-gone";
+    create(
+        &api,
+        &cell_manifest(name, shared_spec("fake-crd-gone", "Delete")),
+    )
+    .await;
+    wait_condition(&api, name, "Ready", "True", None).await;
+    let before = cloud.resource_count();
+    assert!(before > 0);
+
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crds.delete("gamecells.gamecell.dev", &DeleteParams::default())
+        .await
+        .expect("CRD deleted");
+    wait_until(
+        Duration::from_secs(60),
+        "the GameCell CRD to be gone",
+        || async {
+            crds.get_opt("gamecells.gamecell.dev")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+        },
+    )
+    .await;
+    assert_eq!(
+        cloud.resource_count(),
+        before,
+        "deleting the CRD must not delete cloud resources"
+    );
+    assert_eq!(cloud.calls("delete"), 0);
+    operator.stop().await;
+    install_crds(&client).await;
 }
