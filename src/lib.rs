@@ -10,4 +10,5 @@ pub mod cloud;
 pub mod controllers;
 pub mod crdgen;
 pub mod crds;
+pub mod leader;
 pub mod telemetry;

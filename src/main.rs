@@ -4,12 +4,14 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use gamecell_operator::admin::{self, Readiness};
 use gamecell_operator::cloud::CloudProvider;
 use gamecell_operator::cloud::aws::AwsCloud;
 use gamecell_operator::controllers;
+use gamecell_operator::leader::{Election, LeaseConfig};
 use gamecell_operator::telemetry::{self, LogFormat, Metrics};
 use kube::runtime::events::Reporter;
 use tokio::sync::watch;
@@ -31,9 +33,21 @@ struct Args {
         default_value = "info,kube=warn,tower=warn,hyper=warn"
     )]
     log_filter: String,
-    /// Name this instance reports in Events (the pod name in a cluster).
+    /// Name this instance reports in Events and holds the lease as (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Run the controllers only while holding a Lease, so several replicas can run safely.
+    #[arg(long, env = "GAMECELL_LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Namespace of the leader-election Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "GAMECELL_LEASE_NAME", default_value = "gamecell-operator")]
+    lease_name: String,
+    /// Seconds a lease lasts without renewal: the longest a failed leader blocks a takeover.
+    #[arg(long, env = "GAMECELL_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_seconds: u64,
 }
 
 #[tokio::main]
@@ -55,6 +69,10 @@ async fn main() -> ExitCode {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
+    let identity = args.instance.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        format!("{host}-{}", std::process::id())
+    });
     let reporter = Reporter {
         controller: controllers::FIELD_MANAGER.to_owned(),
         instance: args.instance,
@@ -66,6 +84,42 @@ async fn main() -> ExitCode {
         metrics.clone(),
         controllers::shutdown_requested(shutdown_rx.clone()),
     ));
+    // With leader election, wait for the lease before running anything that writes. A standby
+    // replica is healthy, so it reports ready.
+    let mut election = None;
+    if args.leader_elect {
+        let config = LeaseConfig {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(args.lease_seconds),
+            grace: Duration::from_secs((args.lease_seconds / 3).max(1)),
+        };
+        let mut joined = match Election::join(client.clone(), &config).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot join the leader election");
+                return ExitCode::FAILURE;
+            }
+        };
+        readiness.set(true);
+        tracing::info!(identity = %identity, lease = %config.name, namespace = %config.namespace, "waiting for leadership");
+        tokio::select! {
+            () = joined.leading() => {}
+            () = termination_signal() => {
+                tracing::info!("termination signal received while standing by; stopped cleanly");
+                joined.resign().await;
+                return ExitCode::SUCCESS;
+            }
+        }
+        readiness.set(false);
+        metrics.leader.set(1);
+        tracing::info!(identity = %identity, "acquired leadership");
+        election = Some(joined);
+    } else {
+        metrics.leader.set(1);
+    }
+
     // AWS: the default credential chain (IRSA / Pod Identity in a cluster); AWS_ENDPOINT_URL
     // points every client at an emulator in tests and the demo.
     let cloud: Arc<dyn CloudProvider> = Arc::new(AwsCloud::from_env().await);
@@ -79,8 +133,18 @@ async fn main() -> ExitCode {
         shutdown_rx,
     ));
 
+    let lost = async {
+        match election.as_mut() {
+            Some(e) => e.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = termination_signal() => tracing::info!("termination signal received; shutting down"),
+        () = lost => {
+            tracing::error!("lost the leader lease: exiting so that only the new leader writes");
+            return ExitCode::FAILURE;
+        }
         result = admin => {
             tracing::error!(?result, "admin server stopped unexpectedly");
             return ExitCode::FAILURE;
@@ -90,6 +154,9 @@ async fn main() -> ExitCode {
     if let Err(e) = controllers.await {
         tracing::error!(error = %e, "controllers task failed");
         return ExitCode::FAILURE;
+    }
+    if let Some(e) = election {
+        e.resign().await;
     }
     tracing::info!("stopped cleanly");
     ExitCode::SUCCESS

@@ -77,6 +77,8 @@ pub struct Metrics {
     pub duration: Family<KindLabels, Histogram>,
     /// 1 once the operator's CRDs are installed and its caches are synced.
     pub ready: Gauge,
+    /// 1 while this replica runs the controllers (holds the lease, or runs without election).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -98,6 +100,7 @@ impl Metrics {
             ])
         });
         let ready = Gauge::default();
+        let leader = Gauge::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -114,12 +117,18 @@ impl Metrics {
             "1 when CRDs are installed and caches are synced",
             ready.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica runs the controllers",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
             ready,
+            leader,
         }
     }
 

@@ -10,5 +10,6 @@ mod examples;
 mod gamecell_aws;
 mod gamecell_fake;
 mod invalid;
+mod leader;
 mod operator;
 mod support;

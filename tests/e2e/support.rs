@@ -172,12 +172,18 @@ pub fn free_port() -> u16 {
 /// inherited `AWS_*` environment), killed on drop.
 pub struct OperatorProcess {
     pub child: tokio::process::Child,
+    pub port: u16,
     pub log: PathBuf,
 }
 
 impl OperatorProcess {
     /// Starts the operator and waits until `/readyz` answers 200.
     pub async fn start(log_name: &str) -> Self {
+        Self::start_with(log_name, &[]).await
+    }
+
+    /// Starts the operator with extra environment and waits until `/readyz` answers 200.
+    pub async fn start_with(log_name: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = repo_path(&format!("target/{log_name}.log"));
         let file = std::fs::File::create(&log).expect("operator log file");
@@ -188,6 +194,7 @@ impl OperatorProcess {
                 file.try_clone().expect("log handle"),
             ))
             .stderr(std::process::Stdio::from(file))
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .expect("operator starts");
@@ -197,7 +204,26 @@ impl OperatorProcess {
                 .is_some_and(|(code, _)| code == 200)
         })
         .await;
-        Self { child, log }
+        Self { child, port, log }
+    }
+
+    /// The value of an unlabelled metric, e.g. `gamecell_operator_leader`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.port, "/metrics").await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The total of a labelled counter family, e.g. `gamecell_operator_reconciles_total`.
+    pub async fn counter_sum(&self, name: &str) -> f64 {
+        let Some((_, body)) = http_get(self.port, "/metrics").await else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// Sends SIGTERM and waits for a clean exit.
