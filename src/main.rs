@@ -48,11 +48,30 @@ struct Args {
     /// Seconds a lease lasts without renewal: the longest a failed leader blocks a takeover.
     #[arg(long, env = "GAMECELL_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
     lease_seconds: u64,
+    /// Diagnostic: resolve HOST with the resolver the HTTP clients use (getaddrinfo, through
+    /// the system's NSS configuration), print the addresses and exit. Proves an image ships
+    /// what name resolution needs.
+    #[arg(long, value_name = "HOST", hide = true)]
+    resolve: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(host) = &args.resolve {
+        return match tokio::net::lookup_host((host.as_str(), 443)).await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    println!("{}", addr.ip());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot resolve {host}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = telemetry::init_logging(args.log_format, &args.log_filter) {
         eprintln!("cannot set up logging: {e}");
         return ExitCode::FAILURE;
