@@ -126,6 +126,52 @@ async fn every_example_cell_reaches_ready_on_the_emulator() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
+    // GitOps: applying the same manifests again (server-side, as Argo CD does) changes nothing,
+    // and the operator never wrote spec: its managed fields are status and its finalizer only.
+    for file in yaml_files("examples/cells") {
+        for doc in yaml_documents(&file) {
+            if doc["kind"] != "GameCell" {
+                continue;
+            }
+            let cell: GameCell = serde_json::from_value(doc).expect("example cell");
+            let name = cell.name_any();
+            let before = cells.get(&name).await.expect("cell");
+            let after = cells
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&cell),
+                )
+                .await
+                .expect("re-apply");
+            assert_eq!(
+                before.resource_version(),
+                after.resource_version(),
+                "{name}: re-applying the same manifest must not change the object"
+            );
+            for entry in after.metadata.managed_fields.unwrap_or_default() {
+                if entry.manager.as_deref() != Some("gamecell-operator") {
+                    continue;
+                }
+                let fields = entry.fields_v1.map(|f| f.0).unwrap_or_default();
+                let keys: Vec<&String> = fields
+                    .as_object()
+                    .map(|o| o.keys().collect())
+                    .unwrap_or_default();
+                assert!(
+                    keys.iter().all(|k| *k == "f:status" || *k == "f:metadata"),
+                    "{name}: the operator owns fields outside status/metadata: {keys:?}"
+                );
+                if let Some(meta) = fields.get("f:metadata").and_then(|m| m.as_object()) {
+                    assert!(
+                        meta.keys().all(|k| k == "f:finalizers"),
+                        "{name}: operator owns metadata {meta:?}"
+                    );
+                }
+            }
+        }
+    }
+
     // The emulator holds exactly the expected resources, tagged as each cell's.
     let cloud = AwsCloud::from_env().await;
     let secrets: Api<Secret> = Api::all(client.clone());
