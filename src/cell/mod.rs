@@ -6,3 +6,6 @@ pub mod connections;
 pub mod policy;
 pub mod resources;
 pub mod tenancy;
+
+#[cfg(test)]
+mod properties;
