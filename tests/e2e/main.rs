@@ -7,6 +7,8 @@
 mod cloud_aws;
 mod crds;
 mod examples;
+mod fault_proxy;
+mod faults;
 mod gamecell_aws;
 mod gamecell_fake;
 mod invalid;
