@@ -9,6 +9,7 @@
 #   down        stop only the PIDs recorded in $PID_DIR, newest first; wipe etcd data
 #   status      one line per component; exit 1 if any is not running
 #   kubeconfig  print the path of the admin kubeconfig
+#   restart-apiserver  stop kube-apiserver and start it again with the same flags
 #
 # Loopback ports (all below the ephemeral range 32768+, each overridable by env):
 #   GAMECELL_API_PORT        16443  kube-apiserver (HTTPS; defined in hack/lib.sh)
@@ -459,10 +460,26 @@ status() {
   return $rc
 }
 
+# Stops kube-apiserver and starts it again with the same arguments (for recovery tests: every
+# watch breaks and must be re-established by its client).
+restart_apiserver() {
+  local pid n
+  pid=$(comp_pid kube-apiserver) || die "kube-apiserver is not running"
+  local -a args=()
+  mapfile -d '' args <"/proc/$pid/cmdline"
+  log "restarting kube-apiserver (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((n = 0; n < STOP_TIMEOUT * 4; n++)); do proc_running "$pid" || break; sleep 0.25; done
+  proc_running "$pid" && kill -KILL "$pid" 2>/dev/null
+  start kube-apiserver "${args[@]:1}"
+  wait_healthy kube-apiserver "kube-apiserver ready again" 120 api_ready
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|restart-apiserver" >&2; exit 2 ;;
 esac

@@ -48,6 +48,10 @@ struct Args {
     /// Seconds a lease lasts without renewal: the longest a failed leader blocks a takeover.
     #[arg(long, env = "GAMECELL_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
     lease_seconds: u64,
+    /// Seconds between looks at a Ready object (drift detection: a data store deleted out of
+    /// band is noticed within this time).
+    #[arg(long, env = "GAMECELL_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    resync_seconds: u64,
     /// Diagnostic: resolve HOST with the resolver the HTTP clients use (getaddrinfo, through
     /// the system's NSS configuration), print the addresses and exit. Proves an image ships
     /// what name resolution needs.
@@ -145,7 +149,10 @@ async fn main() -> ExitCode {
     let controllers = tokio::spawn(controllers::run(
         client,
         cloud,
-        controllers::Timings::default(),
+        controllers::Timings {
+            resync: Duration::from_secs(args.resync_seconds),
+            ..controllers::Timings::default()
+        },
         metrics,
         readiness,
         reporter,

@@ -492,6 +492,28 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             }
         }
 
+        // A transient failure cut the pass short: keep what was last known of the stores not
+        // looked at, so that a store seen before is still known as seen (a store that vanished
+        // under Retain is then reported, never silently recreated).
+        if outcome.transient.is_some()
+            && let Some(previous) = previous
+        {
+            for d in &desired {
+                let looked_at = outcome
+                    .stores
+                    .iter()
+                    .any(|s| s.identifier == d.identifier && s.kind == d.kind.as_str());
+                if !looked_at
+                    && let Some(known) = previous
+                        .data_stores
+                        .iter()
+                        .find(|s| s.identifier == d.identifier && s.kind == d.kind.as_str())
+                {
+                    outcome.stores.push(known.clone());
+                }
+            }
+        }
+
         // 5. Resources the spec no longer asks for (a removed tenant's tables, a removed store):
         //    deleted under the cell's deletion policy, only if they are provably the cell's.
         if outcome.transient.is_none() {

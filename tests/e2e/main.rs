@@ -14,4 +14,5 @@ mod gamecell_fake;
 mod invalid;
 mod leader;
 mod operator;
+mod recovery;
 mod support;
