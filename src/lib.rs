@@ -12,3 +12,4 @@ pub mod crdgen;
 pub mod crds;
 pub mod leader;
 pub mod telemetry;
+pub mod workload;

@@ -38,7 +38,8 @@ use crate::cloud::{
 };
 use crate::crds::conditions as cond;
 use crate::crds::gamecell::{DataStoreStatus, DeletionPolicy, GameCellStatus};
-use crate::crds::{GameCell, GameCellSpec};
+use crate::crds::{GameCell, GameCellSpec, MatchmakingPool, PlayerService};
+use crate::workload::summary::{planned_players, services_summary};
 
 /// The finalizer that keeps a GameCell until its cloud resources are dealt with.
 pub const FINALIZER: &str = "gamecell.dev/cloud-resources";
@@ -126,6 +127,10 @@ pub struct Outcome {
     pub blocker: Option<Blocker>,
     /// A transient problem (throttling, 5xx): still reconciling.
     pub transient: Option<Blocker>,
+    /// Services bound to the cell: ready, total, and the names of those not ready.
+    pub services: (usize, usize, Vec<String>),
+    /// Players the bound services could hold at their ceiling, when it exceeds the capacity.
+    pub over_capacity: Option<(i64, i64)>,
 }
 
 fn summary(violations: &[Violation]) -> String {
@@ -299,6 +304,34 @@ pub fn cell_status(
         }
     }
 
+    let (services_ready, services_total, not_ready) = &outcome.services;
+    desired.push(if services_ready == services_total {
+        Desired::new(
+            cond::SERVICES_READY,
+            true,
+            "AllReady",
+            format!("{services_ready} of {services_total} services ready"),
+        )
+    } else {
+        Desired::new(
+            cond::SERVICES_READY,
+            false,
+            "ServicesNotReady",
+            format!(
+                "{services_ready} of {services_total} services ready; waiting for: {}",
+                not_ready.join(", ")
+            ),
+        )
+    });
+    if let Some((planned, capacity)) = outcome.over_capacity {
+        desired.push(Desired::new(
+            CAPACITY_EXCEEDED,
+            true,
+            "PlannedPlayersExceedCapacity",
+            format!("the bound services could hold {planned} players at their replica ceilings; spec.capacity.maxConcurrentPlayers is {capacity}"),
+        ));
+    }
+
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
@@ -308,8 +341,68 @@ pub fn cell_status(
         tenant_count: Some(i32::try_from(spec.tenants.len()).unwrap_or(i32::MAX)),
         data_stores_ready: Some(format!("{ready_stores}/{}", outcome.total_stores)),
         data_stores: outcome.stores.clone(),
-        services_ready: previous.and_then(|s| s.services_ready.clone()),
+        services_ready: Some(format!("{services_ready}/{services_total}")),
     }
+}
+
+/// Warning condition: the services bound to the cell could hold more players than its capacity.
+/// Nothing fails because of it.
+pub const CAPACITY_EXCEEDED: &str = "CapacityExceeded";
+
+/// The services bound to `cell` and whether they could outgrow its capacity.
+async fn observe_services(
+    client: &Client,
+    cell: &GameCell,
+) -> Result<((usize, usize, Vec<String>), Option<(i64, i64)>), Error> {
+    let services = Api::<PlayerService>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let pools = Api::<MatchmakingPool>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let (ready, total, names) = services_summary(cell, &services, &pools);
+    let not_ready: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            let (kind, path) = n.split_once(' ').unwrap_or_default();
+            let (ns, name) = path.split_once('/').unwrap_or_default();
+            let is_ready =
+                |conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+                    conds
+                        .iter()
+                        .any(|c| c.type_ == cond::READY && c.status == "True")
+                };
+            match kind {
+                "PlayerService" => !services.iter().any(|s| {
+                    s.namespace().as_deref() == Some(ns)
+                        && s.name_any() == name
+                        && s.status.as_ref().is_some_and(|st| {
+                            is_ready(&st.conditions)
+                                && st.observed_generation == s.metadata.generation
+                        })
+                }),
+                _ => !pools.iter().any(|p| {
+                    p.namespace().as_deref() == Some(ns)
+                        && p.name_any() == name
+                        && p.status.as_ref().is_some_and(|st| {
+                            is_ready(&st.conditions)
+                                && st.observed_generation == p.metadata.generation
+                        })
+                }),
+            }
+        })
+        .collect();
+    let planned = planned_players(cell, &services);
+    let over = cell
+        .spec
+        .capacity
+        .as_ref()
+        .map(|c| c.max_concurrent_players)
+        .filter(|capacity| planned > *capacity)
+        .map(|capacity| (planned, capacity));
+    Ok(((ready, total, not_ready), over))
 }
 
 fn store_status(desired: &DesiredResource, observed: &ObservedResource) -> DataStoreStatus {
@@ -551,6 +644,9 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     }
 
     // 7. Status, Events on transitions, and when to look again.
+    let (services, over_capacity) = observe_services(&ctx.client, cell).await?;
+    outcome.services = services;
+    outcome.over_capacity = over_capacity;
     let now = Time(Timestamp::now());
     let status = cell_status(spec, previous, generation, &outcome, &now);
     announce_transitions(ctx, cell, previous, &status).await;
@@ -732,7 +828,7 @@ async fn announce_transitions(
             continue;
         }
         let warning = match type_ {
-            cond::STALLED => now.status == "True",
+            cond::STALLED | CAPACITY_EXCEEDED => now.status == "True",
             _ => now.status == "False" && type_ != cond::READY,
         };
         if type_ == cond::STALLED && now.status != "True" {
@@ -777,6 +873,58 @@ async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             "the GameCell CRD is being deleted: releasing the cell and keeping every cloud resource"
         );
         return Ok(Action::await_change());
+    }
+    // A database never disappears under running services: wait until none is bound.
+    let services = Api::<PlayerService>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let pools = Api::<MatchmakingPool>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let (_, bound, names) = services_summary(cell, &services, &pools);
+    if bound > 0 {
+        let message = format!(
+            "deletion waits for the services still bound to the cell: {}",
+            names.join(", ")
+        );
+        let previous = cell.status.clone();
+        let mut status = previous.clone().unwrap_or_default();
+        let others: Vec<_> = status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != cond::READY)
+            .cloned()
+            .collect();
+        let desired = [Desired::new(
+            cond::READY,
+            false,
+            "DeletionWaitingForServices",
+            message.clone(),
+        )];
+        let mut conditions = merge(
+            &status.conditions,
+            &desired,
+            cell.metadata.generation,
+            &Time(Timestamp::now()),
+        );
+        conditions.extend(others);
+        if find(&status.conditions, cond::READY).is_none_or(|c| c.message != message) {
+            publish(
+                ctx,
+                cell,
+                EventType::Warning,
+                "DeletionWaitingForServices",
+                "DeleteCell",
+                message.clone(),
+            )
+            .await;
+        }
+        status.conditions = conditions;
+        let api: Api<GameCell> = Api::all(ctx.client.clone());
+        apply_status(&api, cell, previous.as_ref(), &status).await?;
+        return Err(Error::Finalizer(message));
     }
     if spec.deletion_policy == DeletionPolicy::Retain {
         publish(

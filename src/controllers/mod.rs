@@ -29,6 +29,7 @@ use crate::cloud::CloudProvider;
 use crate::crds::{GameCell, MatchmakingPool, PlayerService, all_crds};
 use crate::telemetry::Metrics;
 use backoff::Backoff;
+use kube::runtime::reflector::ObjectRef;
 use placement::Placement;
 
 /// The field manager of every write the operator makes (server-side apply).
@@ -200,11 +201,23 @@ pub async fn run(
     });
     let config = watcher::Config::default().any_semantic();
 
+    // A cell's status aggregates its services: any change to a PlayerService or MatchmakingPool
+    // re-reconciles the cell it names.
     let cells = Controller::new(Api::<GameCell>::all(client.clone()), config.clone())
+        .watches(
+            Api::<PlayerService>::all(client.clone()),
+            config.clone(),
+            |s: PlayerService| Some(ObjectRef::<GameCell>::new(&s.spec.cell_ref.name)),
+        )
+        .watches(
+            Api::<MatchmakingPool>::all(client.clone()),
+            config.clone(),
+            |p: MatchmakingPool| Some(ObjectRef::<GameCell>::new(&p.spec.cell_ref.name)),
+        )
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
-    let services = Controller::new(Api::<PlayerService>::all(client.clone()), config.clone())
+    let services = playerservice::controller(client.clone(), config.clone())
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
-    let pools = Controller::new(Api::<MatchmakingPool>::all(client.clone()), config)
+    let pools = matchmakingpool::controller(client.clone(), config)
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 
     let stores = (cells.store(), services.store(), pools.store());

@@ -1,27 +1,87 @@
-//! The PlayerService controller: observe a service, decide its status, write it when it changed.
+//! The PlayerService controller: observe the service and the cell it names, decide with the pure
+//! `workload` modules (binding, tier policy, objects), apply the objects where the cell runs,
+//! then report in status and Events.
 //!
-//! This stage records each service and reports where it stands; the Deployment, Service,
-//! autoscaler and the tier policy plug into the decide/apply steps (see the services issue).
+//! Children are applied through `Placement::client_for(cell)`, carry a controller owner
+//! reference to the service (deleting it deletes them) and are re-applied only when they drifted.
+//! A refused service (cell missing, foreign namespace, undeclared store, image not allowed) gets
+//! nothing new applied and is `Stalled` with the reason; what already runs keeps running.
+//!
+//! The helpers at the bottom (applying a child, pruning, Events) are shared with the
+//! MatchmakingPool controller.
 
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{LimitRange, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::conditions::{Desired, merge};
+use super::apply::apply_namespaced;
+use super::conditions::{find, merge};
 use super::status::apply_status;
 use super::{Context, Error, error_policy_backoff};
+use crate::cell::tenancy::LIMIT_RANGE_NAME;
 use crate::crds::conditions as cond;
-use crate::crds::{PlayerService, PlayerServiceStatus};
+use crate::crds::gamecell::{CellTier, TenantSpec};
+use crate::crds::{GameCell, PlayerService, PlayerServiceStatus};
+use crate::workload::binding::{Refusal, bind, reasons};
+use crate::workload::meta::{
+    COMPONENT_PLAYER_SERVICE, LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PLAYER_SERVICE, MANAGED_BY,
+    Owner,
+};
+use crate::workload::policy::ContainerDefaults;
+use crate::workload::rollout;
+use crate::workload::service::{self, bound_secrets};
+use crate::workload::status::{Outcome, POLICY_ADJUSTED, conditions};
+
+/// The PlayerService controller, with its watches: the Deployments it owns (selected by the
+/// operator's labels, metadata only), so readiness follows the rollout, and GameCells, so a
+/// service created before its cell, or waiting for its cell's Secrets, is looked at again as
+/// soon as the cell changes.
+#[must_use]
+pub fn controller(client: Client, config: watcher::Config) -> Controller<PlayerService> {
+    let children = watcher::Config::default().labels(&format!(
+        "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_PLAYER_SERVICE}"
+    ));
+    let controller = Controller::new(Api::<PlayerService>::all(client.clone()), config)
+        .owns(Api::<Deployment>::all(client.clone()), children);
+    let store = controller.store();
+    controller.watches(
+        Api::<GameCell>::all(client),
+        watcher::Config::default(),
+        move |cell: GameCell| bound_to(&store, &cell.name_any()),
+    )
+}
+
+/// The services in `store` that name `cell`.
+fn bound_to(store: &Store<PlayerService>, cell: &str) -> Vec<ObjectRef<PlayerService>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| s.spec.cell_ref.name == cell)
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
 
 /// Reconciles one PlayerService.
 ///
 /// # Errors
-/// When the API server refuses the status write.
+/// When the Kubernetes API fails; refusals and rollouts are reported in status instead.
 pub async fn reconcile(svc: Arc<PlayerService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", kind = "PlayerService", namespace = svc.namespace().unwrap_or_default(), name = %svc.name_any());
@@ -38,14 +98,139 @@ async fn reconcile_service(svc: &PlayerService, ctx: &Context) -> Result<Action,
     let namespace = svc
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let status = observed_status(
-        svc.status.as_ref(),
+    let owner = Owner::of(svc).ok_or(Error::MissingField("metadata.uid"))?;
+    let cell_name = &svc.spec.cell_ref.name;
+    let cells: Api<GameCell> = Api::all(ctx.client.clone());
+    let cell = cells.get_opt(cell_name).await?;
+    let outcome = match bind(cell_name, cell.as_ref(), &namespace) {
+        Err(refusal) => Outcome::Refused(refusal),
+        Ok((cell, tenant)) => deploy(svc, &owner, cell, tenant, ctx).await?,
+    };
+
+    let previous = svc.status.as_ref();
+    let status = service_status(
+        previous,
         svc.metadata.generation,
+        &outcome,
         &Time(Timestamp::now()),
     );
+    let before = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    announce(ctx, svc, before, &status.conditions, &outcome).await;
     let api: Api<PlayerService> = Api::namespaced(ctx.client.clone(), &namespace);
-    apply_status(&api, svc, svc.status.as_ref(), &status).await?;
-    Ok(Action::requeue(ctx.timings.resync))
+    apply_status(&api, svc, previous, &status).await?;
+    Ok(requeue_after(ctx, &outcome))
+}
+
+async fn deploy(
+    svc: &PlayerService,
+    owner: &Owner,
+    cell: &GameCell,
+    tenant: &TenantSpec,
+    ctx: &Context,
+) -> Result<Outcome, Error> {
+    let client = ctx.placement.client_for(cell);
+    let namespace = owner.namespace.as_str();
+    let defaults = if cell.spec.tier == CellTier::Shared {
+        limit_range_defaults(&client, namespace).await?
+    } else {
+        ContainerDefaults::fallback()
+    };
+    let secrets = bound_secrets(&svc.spec.data_stores.clone().unwrap_or_default());
+    let versions = secret_versions(&client, namespace, &secrets).await?;
+    let objects = match service::build(
+        svc,
+        service::Inputs {
+            owner,
+            cell,
+            tenant,
+            defaults: &defaults,
+            secret_versions: &versions,
+        },
+    ) {
+        Ok(objects) => objects,
+        Err(refusal) => return Ok(Outcome::Refused(refusal)),
+    };
+
+    let applied: Result<(), ChildError> = async {
+        apply_child(&client, &objects.service_account).await?;
+        apply_child(&client, &objects.config_map).await?;
+        apply_child(&client, &objects.deployment).await?;
+        apply_child(&client, &objects.service).await?;
+        apply_child(&client, &objects.disruption_budget).await?;
+        if let Some(hpa) = &objects.autoscaler {
+            apply_child(&client, hpa).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match applied {
+        Ok(()) => {}
+        Err(ChildError::Rejected(refusal)) => return Ok(Outcome::Refused(refusal)),
+        Err(ChildError::Failed(e)) => return Err(e),
+    }
+    // An autoscaler left from before `spec.autoscaling` was removed would fight `replicas`.
+    let keep: Vec<String> = objects
+        .autoscaler
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    prune::<HorizontalPodAutoscaler>(
+        &client,
+        namespace,
+        &format!("{LABEL_PLAYER_SERVICE}={}", owner.name),
+        &keep,
+        &owner.uid,
+    )
+    .await?;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let current = deployments.get_opt(&owner.name).await?;
+    Ok(Outcome::Deployed {
+        adjustments: objects.adjustments,
+        rollout: rollout::observe(current.as_ref(), floor(objects.autoscaler.as_ref())),
+        missing_secrets: secrets
+            .into_iter()
+            .filter(|s| !versions.contains_key(s))
+            .collect(),
+    })
+}
+
+/// The replicas an autoscaler keeps at least (0 without one).
+pub(crate) fn floor(autoscaler: Option<&HorizontalPodAutoscaler>) -> i32 {
+    autoscaler
+        .and_then(|a| a.spec.as_ref())
+        .and_then(|s| s.min_replicas)
+        .unwrap_or(0)
+}
+
+/// The status of a service given what its reconcile found (pure).
+#[must_use]
+pub fn service_status(
+    previous: Option<&PlayerServiceStatus>,
+    generation: Option<i64>,
+    outcome: &Outcome,
+    now: &Time,
+) -> PlayerServiceStatus {
+    let previous_conditions = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let (replicas, ready_replicas, updated_replicas) = match outcome {
+        Outcome::Deployed { rollout, .. } => (
+            Some(rollout.desired),
+            Some(rollout.ready),
+            Some(rollout.updated),
+        ),
+        Outcome::Refused(_) => (None, None, None),
+    };
+    PlayerServiceStatus {
+        observed_generation: generation,
+        conditions: merge(previous_conditions, &conditions(outcome), generation, now),
+        replicas,
+        ready_replicas,
+        updated_replicas,
+    }
 }
 
 /// Retry policy for PlayerService reconcile errors.
@@ -55,25 +240,231 @@ pub fn error_policy(svc: Arc<PlayerService>, error: &Error, _ctx: Arc<Context>) 
     error_policy_backoff(error)
 }
 
-/// The status of a service as this stage of the operator sees it (pure).
-#[must_use]
-pub fn observed_status(
-    previous: Option<&PlayerServiceStatus>,
-    generation: Option<i64>,
-    now: &Time,
-) -> PlayerServiceStatus {
-    let previous_conditions = previous
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let waiting = "the service is recorded; deployment is not enabled in this operator build";
-    let desired = [
-        Desired::new(cond::READY, false, "DeploymentNotEnabled", waiting),
-        Desired::new(cond::RECONCILING, false, "DeploymentNotEnabled", waiting),
-        Desired::new(cond::STALLED, false, "DeploymentNotEnabled", waiting),
-    ];
-    PlayerServiceStatus {
-        observed_generation: generation,
-        conditions: merge(previous_conditions, &desired, generation, now),
-        ..PlayerServiceStatus::default()
+/// When to look at a workload again: soon while it converges (the Deployment and GameCell
+/// watches usually come first), at the resync interval otherwise.
+pub(crate) fn requeue_after(ctx: &Context, outcome: &Outcome) -> Action {
+    if outcome.converging() {
+        Action::requeue(ctx.timings.provisioning_poll)
+    } else {
+        Action::requeue(ctx.timings.resync)
+    }
+}
+
+/// The tenant's LimitRange defaults, or the ones the GameCell controller writes when the
+/// LimitRange cannot be read yet.
+async fn limit_range_defaults(
+    client: &Client,
+    namespace: &str,
+) -> Result<ContainerDefaults, Error> {
+    let api: Api<LimitRange> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(LIMIT_RANGE_NAME)
+        .await?
+        .as_ref()
+        .and_then(ContainerDefaults::from_limit_range)
+        .unwrap_or_else(ContainerDefaults::fallback))
+}
+
+/// The resource versions of the Secrets in `names` that exist. Metadata only: the operator
+/// never reads a connection Secret's values here.
+async fn secret_versions(
+    client: &Client,
+    namespace: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, String>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut versions = BTreeMap::new();
+    for name in names {
+        if let Some(meta) = api.get_metadata_opt(name).await? {
+            versions.insert(name.clone(), meta.resource_version().unwrap_or_default());
+        }
+    }
+    Ok(versions)
+}
+
+/// Why a child could not be applied.
+pub(crate) enum ChildError {
+    /// The API server refused it for good (invalid, forbidden): reported, not retried hot.
+    Rejected(Refusal),
+    /// Anything else: returned as an error and retried with backoff.
+    Failed(Error),
+}
+
+/// Applies one child with server-side apply (skipped when it already matches).
+pub(crate) async fn apply_child<K>(client: &Client, obj: &K) -> Result<(), ChildError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    match apply_namespaced(client, obj).await {
+        Ok(_) => Ok(()),
+        Err(Error::Kube(kube::Error::Api(status))) if matches!(status.code, 400 | 403 | 422) => {
+            Err(ChildError::Rejected(Refusal::new(
+                reasons::APPLY_REJECTED,
+                format!(
+                    "the API server refused {} {}: {}",
+                    K::kind(&()),
+                    obj.name_any(),
+                    status.message
+                ),
+            )))
+        }
+        Err(e) => Err(ChildError::Failed(e)),
+    }
+}
+
+/// Deletes the objects of kind `K` in `namespace` that match `selector`, are controlled by the
+/// owner with `owner_uid` and are not named in `keep`: children left over when the desired set
+/// shrank. An object someone else controls is never touched.
+pub(crate) async fn prune<K>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    keep: &[String],
+    owner_uid: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{selector}");
+    for item in api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
+        let name = item.name_any();
+        let ours = item
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == owner_uid && o.controller == Some(true));
+        if !ours || keep.contains(&name) {
+            continue;
+        }
+        tracing::info!(kind = %K::kind(&()), %name, "pruning a child no longer desired");
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the Events of a workload's condition transitions: a refusal, a stalled or failing
+/// rollout and becoming available (on a change of `Ready`'s status or reason), and a change of
+/// what the tier's policy adjusted. Nothing is published when nothing changed.
+pub(crate) async fn announce<K>(
+    ctx: &Context,
+    obj: &K,
+    before: &[Condition],
+    after: &[Condition],
+    outcome: &Outcome,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let mut events = Vec::new();
+    if let Some(ready) = find(after, cond::READY) {
+        let changed = find(before, cond::READY)
+            .is_none_or(|b| b.status != ready.status || b.reason != ready.reason);
+        let stalled = find(after, cond::STALLED).is_some_and(|c| c.status == "True");
+        if changed {
+            if ready.status == "True" {
+                events.push((
+                    EventType::Normal,
+                    ready.reason.clone(),
+                    ready.message.clone(),
+                ));
+            } else if stalled || ready.reason == "ReplicaFailure" {
+                events.push((
+                    EventType::Warning,
+                    ready.reason.clone(),
+                    ready.message.clone(),
+                ));
+            }
+        }
+    }
+    if let (Some(adjusted), Outcome::Deployed { adjustments, .. }) =
+        (find(after, POLICY_ADJUSTED), outcome)
+    {
+        let changed = find(before, POLICY_ADJUSTED).is_none_or(|b| {
+            b.status != adjusted.status
+                || b.reason != adjusted.reason
+                || b.message != adjusted.message
+        });
+        if changed && adjusted.status == "True" {
+            let type_ = if adjustments.iter().any(|a| a.warning) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            events.push((type_, adjusted.reason.clone(), adjusted.message.clone()));
+        }
+    }
+    for (type_, reason, note) in events {
+        let event = Event {
+            type_,
+            reason,
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish Event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::policy::Adjustment;
+    use crate::workload::rollout::Rollout;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("valid timestamp"))
+    }
+
+    #[test]
+    fn status_is_a_fixed_point_once_nothing_changes() {
+        let outcome = Outcome::Deployed {
+            adjustments: vec![Adjustment {
+                reason: "ReplicasCappedByQuota",
+                message: "capped".into(),
+                warning: true,
+            }],
+            rollout: Rollout {
+                desired: 2,
+                ready: 2,
+                updated: 2,
+                available: 2,
+                complete: true,
+                progress: "Deployment p: 2 of 2 replicas available".into(),
+                problem: None,
+            },
+            missing_secrets: vec![],
+        };
+        let first = service_status(None, Some(3), &outcome, &at(10));
+        let second = service_status(Some(&first), Some(3), &outcome, &at(99));
+        assert_eq!(first, second, "a resync with nothing new writes nothing");
+        assert_eq!(first.replicas, Some(2));
+        assert_eq!(first.observed_generation, Some(3));
+
+        let refused = Outcome::Refused(Refusal::new(reasons::CELL_NOT_FOUND, "no cell"));
+        let status = service_status(Some(&first), Some(4), &refused, &at(200));
+        assert_eq!(status.replicas, None);
+        let ready = find(&status.conditions, cond::READY).expect("ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "CellNotFound")
+        );
+        assert_eq!(ready.last_transition_time, at(200));
     }
 }

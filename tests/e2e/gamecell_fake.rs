@@ -655,3 +655,88 @@ async fn deleting_the_crd_never_deletes_a_cloud_resource() {
     operator.stop().await;
     install_crds(&client).await;
 }
+
+#[tokio::test]
+async fn a_cell_shows_its_services_warns_on_capacity_and_is_not_deleted_under_them() {
+    let client = client().await;
+    install_crds(&client).await;
+    let cloud = Arc::new(FakeCloud::new());
+    let operator = Operator::start(&client, cloud.clone()).await;
+    let api: Api<GameCell> = Api::all(client.clone());
+    let name = "fake-bound";
+    let mut spec = shared_spec("fake-bound", "Delete");
+    spec["capacity"] = json!({"maxConcurrentPlayers": 1000});
+    create(&api, &cell_manifest(name, spec)).await;
+    wait_condition(&api, name, "Ready", "True", None).await;
+
+    let services: Api<gamecell_operator::crds::PlayerService> =
+        Api::namespaced(client.clone(), "fake-bound-alpha");
+    let svc: gamecell_operator::crds::PlayerService = serde_json::from_value(json!({
+        "apiVersion": "gamecell.dev/v1alpha1", "kind": "PlayerService",
+        "metadata": {"name": "lobby", "namespace": "fake-bound-alpha"},
+        "spec": {"cellRef": {"name": name}, "image": "registry.example.com/lobby:1", "replicas": 2,
+                 "playersPerReplica": 800,
+                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}}}
+    }))
+    .expect("service");
+    services
+        .patch(
+            "lobby",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&svc),
+        )
+        .await
+        .expect("service applied");
+    wait_until(
+        Duration::from_secs(60),
+        "the cell to count its ready service",
+        || async {
+            api.get(name)
+                .await
+                .ok()
+                .is_some_and(|c| c.status.and_then(|s| s.services_ready).as_deref() == Some("1/1"))
+        },
+    )
+    .await;
+    let cell = wait_condition(&api, name, "ServicesReady", "True", None).await;
+    assert_eq!(
+        condition(&cell, "CapacityExceeded").map(|c| c.0).as_deref(),
+        Some("True"),
+        "2 x 800 players exceed the cell's 1000"
+    );
+
+    // Deleting the cell waits while the service is bound.
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete requested");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = api
+        .get(name)
+        .await
+        .expect("the cell waits while a service is bound");
+    assert!(
+        waiting
+            .status
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready"
+                && c.reason == "DeletionWaitingForServices"
+                && c.message.contains("PlayerService fake-bound-alpha/lobby"))),
+        "the cell says which services block its deletion"
+    );
+    assert!(
+        cloud.resource_count() > 0,
+        "no data store is deleted under a running service"
+    );
+    assert_eq!(cloud.calls("delete"), 0);
+    services
+        .delete("lobby", &DeleteParams::default())
+        .await
+        .expect("service deleted");
+    wait_until(
+        Duration::from_secs(60),
+        "the cell to be deleted once nothing is bound",
+        || async { api.get_opt(name).await.ok().flatten().is_none() },
+    )
+    .await;
+    assert_eq!(cloud.resource_count(), 0);
+    operator.stop().await;
+}

@@ -16,3 +16,4 @@ mod leader;
 mod operator;
 mod recovery;
 mod support;
+mod workloads;
