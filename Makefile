@@ -36,8 +36,16 @@ unit: ## Unit tests (no cluster needed)
 e2e: tools ## e2e suite against a fresh local cluster and AWS emulator (stopped afterwards)
 	@hack/e2e.sh
 
+.PHONY: chart-lint
+chart-lint: tools ## Helm chart: lint, render every switch, bad values refused by values.schema.json
+	@hack/chart-lint.sh
+
+.PHONY: lua-test
+lua-test: ## Argo CD health checks: fixture tests under Lua 5.1 (installs lua5.1 with apt-get if missing)
+	@hack/lua-tests.sh
+
 .PHONY: test
-test: fmt-check clippy unit e2e ## Everything CI runs: fmt, clippy, unit tests, e2e
+test: fmt-check clippy unit chart-lint lua-test e2e ## Everything CI runs: fmt, clippy, unit tests, chart, Lua, e2e
 
 .PHONY: demo
 demo: tools ## Start the local cluster, the AWS emulator and the operator; apply examples/cells/
