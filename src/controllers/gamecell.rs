@@ -50,7 +50,7 @@ pub const FINALIZER: &str = "gamecell.dev/cloud-resources";
 /// When the Kubernetes API fails; cloud failures are reported in status instead.
 pub async fn reconcile(cell: Arc<GameCell>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "GameCell", name = %cell.name_any());
+    let span = tracing::info_span!("reconcile", kind = "GameCell", object = %cell.name_any());
     let api: Api<GameCell> = Api::all(ctx.client.clone());
     let result = finalizer(&api, FINALIZER, cell, |event| async {
         match event {

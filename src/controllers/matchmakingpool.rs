@@ -65,7 +65,7 @@ fn bound_to(store: &Store<MatchmakingPool>, cell: &str) -> Vec<ObjectRef<Matchma
 /// When the Kubernetes API fails; refusals and rollouts are reported in status instead.
 pub async fn reconcile(pool: Arc<MatchmakingPool>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "MatchmakingPool", namespace = pool.namespace().unwrap_or_default(), name = %pool.name_any());
+    let span = tracing::info_span!("reconcile", kind = "MatchmakingPool", namespace = pool.namespace().unwrap_or_default(), object = %pool.name_any());
     let result = reconcile_pool(&pool, &ctx).instrument(span).await;
     ctx.metrics.observe(
         "MatchmakingPool",

@@ -84,7 +84,7 @@ fn bound_to(store: &Store<PlayerService>, cell: &str) -> Vec<ObjectRef<PlayerSer
 /// When the Kubernetes API fails; refusals and rollouts are reported in status instead.
 pub async fn reconcile(svc: Arc<PlayerService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "PlayerService", namespace = svc.namespace().unwrap_or_default(), name = %svc.name_any());
+    let span = tracing::info_span!("reconcile", kind = "PlayerService", namespace = svc.namespace().unwrap_or_default(), object = %svc.name_any());
     let result = reconcile_service(&svc, &ctx).instrument(span).await;
     ctx.metrics.observe(
         "PlayerService",
