@@ -44,8 +44,16 @@ chart-lint: tools ## Helm chart: lint, render every switch, bad values refused b
 lua-test: ## Argo CD health checks: fixture tests under Lua 5.1 (installs lua5.1 with apt-get if missing)
 	@hack/lua-tests.sh
 
+.PHONY: image
+image: ## OCI image of the operator, no container engine: buildah (vfs) from scratch -> target/image/gamecell-operator.oci.tar
+	@hack/image.sh
+
+.PHONY: image-test
+image-test: image ## Inspect the image archive; run its binary from the unpacked layer (chroot): libraries, non-root, DNS
+	@hack/image-test.sh
+
 .PHONY: test
-test: fmt-check clippy unit chart-lint lua-test e2e ## Everything CI runs: fmt, clippy, unit tests, chart, Lua, e2e
+test: fmt-check clippy unit chart-lint lua-test image-test e2e ## Everything CI runs: fmt, clippy, unit tests, chart, Lua, image, e2e
 
 .PHONY: demo
 demo: tools ## Start the local cluster, the AWS emulator and the operator; apply examples/cells/
