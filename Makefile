@@ -29,8 +29,8 @@ clippy: ## clippy on every target, warnings denied
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 .PHONY: unit
-unit: ## Unit tests (no cluster needed)
-	$(CARGO) test --locked --lib --bins
+unit: ## Unit tests and the matchmaker service test on 127.0.0.1 (no cluster needed)
+	$(CARGO) test --locked --lib --bins --test matchmaker
 
 .PHONY: e2e
 e2e: tools ## e2e suite against a fresh local cluster and AWS emulator (stopped afterwards)

@@ -11,5 +11,6 @@ pub mod controllers;
 pub mod crdgen;
 pub mod crds;
 pub mod leader;
+pub mod matchmaker;
 pub mod telemetry;
 pub mod workload;

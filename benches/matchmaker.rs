@@ -1,0 +1,901 @@
+//! The load benchmark of the built-in matchmaker: `cargo bench --bench matchmaker` (`make bench`;
+//! options after `--`, for example `-- --scenario core,api --seconds 3`).
+//!
+//! Everything runs in this process on 127.0.0.1: the matchmaker (engine, matching thread and
+//! HTTP server on a 2-worker runtime of its own) and an open-loop load generator (Poisson
+//! arrivals; every latency is measured from the request's *intended* send time, so a server
+//! that falls behind is charged for the queueing it causes). Figures are printed as Markdown;
+//! they are measurements, never asserted.
+//!
+//! Scenarios (each bounded to a few seconds):
+//! - `core`: the matching core alone, one thread, no HTTP: tickets matched per second.
+//! - `api`: tickets/s sustained through `POST /v1/tickets` at stepped offered rates, and through
+//!   `POST /v1/tickets/batch`.
+//! - `load`: dense and sparse 5v5 queues with parties, cancellations, three regions and a
+//!   latency matrix: wait p50/p99 (from intended send time to the match), skill spread and team
+//!   imbalance p99, share of matches within their window.
+//! - `noisy`: a quiet tenant's wait p99 alone, then while another tenant floods.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gamecell_operator::matchmaker::config::{Config, Defaults};
+use gamecell_operator::matchmaker::core::{Pool, QueueRules, TicketInput};
+use gamecell_operator::matchmaker::engine::EngineOptions;
+use gamecell_operator::matchmaker::service::{self, Service, ServiceOptions, unix_ms};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Load benchmark of the built-in matchmaker.
+#[derive(Parser, Debug)]
+#[command(name = "matchmaker-bench")]
+struct Args {
+    /// Scenarios to run: core, api, load, noisy (comma-separated) or all.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    scenario: Vec<String>,
+    /// Seconds of offered load per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// ---- random numbers ------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        mean + sd * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+    fn exp(&mut self, rate: f64) -> f64 {
+        -self.uniform().ln() / rate
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+// ---- the population ------------------------------------------------------------------------
+
+const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "us-west-2"];
+/// Base round-trip latency (ms) from each home area to each region; jitter is added.
+const LATENCY: [[f64; 3]; 4] = [
+    [25.0, 95.0, 150.0],  // Europe
+    [90.0, 20.0, 70.0],   // US East
+    [150.0, 70.0, 20.0],  // US West
+    [220.0, 180.0, 95.0], // Asia-Pacific (reaches us-west-2 only, when lucky)
+];
+const AREA_SHARE: [f64; 4] = [0.35, 0.3, 0.25, 0.1];
+
+fn latencies(rng: &mut Rng) -> [u32; 3] {
+    let mut pick = rng.uniform();
+    let mut area = 0;
+    for (i, share) in AREA_SHARE.iter().enumerate() {
+        if pick < *share {
+            area = i;
+            break;
+        }
+        pick -= share;
+    }
+    let mut out = [0u32; 3];
+    for (r, base) in LATENCY[area].iter().enumerate() {
+        out[r] = (base + rng.uniform() * 30.0) as u32;
+    }
+    out
+}
+
+/// Party size: 70 % solo, 20 % duos, 7 % trios, 3 % five-stacks (max 5 for a 5v5).
+fn party_size(rng: &mut Rng, max: u16) -> u16 {
+    let u = rng.uniform();
+    let size = if u < 0.7 {
+        1
+    } else if u < 0.9 {
+        2
+    } else if u < 0.97 {
+        3
+    } else {
+        5
+    };
+    size.min(max)
+}
+
+fn ticket_json(
+    rng: &mut Rng,
+    tenant: &str,
+    queue: &str,
+    n: u64,
+    parties: bool,
+    skill_sd: f64,
+) -> Value {
+    let size = if parties { party_size(rng, 5) } else { 1 };
+    // Players with no region within 100 ms are refused by the matchmaker; the load offers
+    // only players who can play.
+    let mut lat = latencies(rng);
+    while lat.iter().all(|&l| l > 100) {
+        lat = latencies(rng);
+    }
+    let base = rng.normal(1500.0, skill_sd);
+    let players: Vec<Value> = (0..size)
+        .map(|i| {
+            json!({"id": format!("p{n}-{i}"), "skill": (base + rng.normal(0.0, 30.0)).round(),
+                   "latencies": {REGIONS[0]: lat[0], REGIONS[1]: lat[1], REGIONS[2]: lat[2]}})
+        })
+        .collect();
+    json!({"tenant": tenant, "queue": queue, "players": players})
+}
+
+fn queue_doc(name: &str, players: u16, teams: u16) -> Value {
+    json!({"name": name, "playersPerMatch": players, "teams": teams,
+           "skillWindow": {"initial": 50, "wideningPerSecond": 25, "maximum": 300},
+           "maxLatencyMs": 100, "regions": REGIONS, "timeoutSeconds": 60, "backfill": true})
+}
+
+// ---- percentiles -----------------------------------------------------------------------------
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+// ---- core ------------------------------------------------------------------------------------
+
+fn core_rules(players: u16, teams: u16) -> QueueRules {
+    QueueRules {
+        players_per_match: players,
+        teams,
+        window_initial: 50.0,
+        window_widening_per_second: 25.0,
+        window_maximum: 300.0,
+        max_latency_ms: 100,
+        regions: REGIONS.iter().map(|r| (*r).to_owned()).collect(),
+        timeout_ms: 60_000,
+        backfill: false,
+    }
+}
+
+fn bench_core(seed: u64, seconds: f64) {
+    println!("\n### Matching core, one thread, no HTTP\n");
+    println!(
+        "Tickets are inserted in batches of 5,000 (simulated arrival rate 100,000 tickets/s) and a round runs after each batch; the time counted is insert + rounds. Tickets are built before the clock starts.\n"
+    );
+    println!(
+        "| queue | tickets | players/ticket | matched | searches/match | wall s | CPU s | tickets matched/wall s | **tickets matched/CPU s** | players matched/CPU s | spread p99 | team-mean gap p99 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, players, teams, parties) in [
+        ("5v5 solo", 10u16, 2u16, false),
+        ("5v5 with parties", 10, 2, true),
+        ("1v1", 2, 2, false),
+        ("16v16 solo", 32, 2, false),
+    ] {
+        let rules = core_rules(players, teams);
+        let team = rules.team_size();
+        let mut rng = Rng(seed);
+        let n = 400_000usize;
+        let tickets: Vec<TicketInput> = (0..n)
+            .map(|i| {
+                let size = if parties {
+                    party_size(&mut rng, team)
+                } else {
+                    1
+                };
+                let base = rng.normal(1500.0, 300.0);
+                TicketInput {
+                    id: i as u64,
+                    created_ms: (i / 100) as u64,
+                    skills: (0..size).map(|_| base + rng.normal(0.0, 30.0)).collect(),
+                    worst_latency_ms: latencies(&mut rng).to_vec(),
+                }
+            })
+            .filter(|t| t.worst_latency_ms.iter().any(|&l| l <= 100))
+            .collect();
+        let count = tickets.len();
+        let players_total: usize = tickets.iter().map(|t| t.skills.len()).sum();
+        let mut pool = Pool::new(rules);
+        let mut matched = 0usize;
+        let mut matched_players = 0usize;
+        let mut spreads = Vec::new();
+        let mut gaps = Vec::new();
+        let sizes: HashMap<u64, usize> = tickets.iter().map(|t| (t.id, t.skills.len())).collect();
+        let started = Instant::now();
+        let cpu_start = thread_cpu_seconds();
+        let deadline = Duration::from_secs_f64(seconds);
+        let mut inserted = 0usize;
+        let mut searches = 0usize;
+        let mut iter = tickets.into_iter();
+        loop {
+            let mut last = 0;
+            for t in iter.by_ref().take(5000) {
+                last = t.created_ms;
+                let _ = pool.insert(t);
+                inserted += 1;
+            }
+            let tick = pool.tick(last, usize::MAX);
+            searches += tick.searches;
+            for m in &tick.matches {
+                matched += m.tickets.len();
+                matched_players += m
+                    .tickets
+                    .iter()
+                    .map(|p| sizes.get(&p.ticket).copied().unwrap_or(0))
+                    .sum::<usize>();
+                spreads.push(m.spread);
+                gaps.push(m.imbalance);
+            }
+            if inserted >= count || started.elapsed() > deadline {
+                break;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = match (cpu_start, thread_cpu_seconds()) {
+            (Some(a), Some(b)) if b > a => b - a,
+            _ => secs,
+        };
+        let spreads = sorted(spreads);
+        let gaps = sorted(gaps);
+        println!(
+            "| {name} | {inserted} | {:.2} | {matched} | {:.2} | {secs:.2} | {cpu:.2} | {:.0} | **{:.0}** | {:.0} | {:.1} | {:.2} |",
+            players_total as f64 / count as f64,
+            searches as f64
+                / (matched as f64 / f64::from(players) * players_total as f64 / count as f64)
+                    .max(1.0),
+            matched as f64 / secs,
+            matched as f64 / cpu,
+            matched_players as f64 / cpu,
+            pct(&spreads, 99.0),
+            pct(&gaps, 99.0),
+        );
+    }
+}
+
+/// CPU seconds this thread has used (Linux `/proc/thread-self/stat`, 100 Hz clock ticks), so the
+/// core's rate is per thread even when other work shares the cores.
+fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+// ---- HTTP client -----------------------------------------------------------------------------
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// Sends a prepared request; returns the status and the body.
+    async fn send(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + length {
+                    let n = self.stream.read(&mut chunk).await?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                return Ok((status, self.buf[end + 4..end + 4 + length].to_vec()));
+            }
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn request(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Result<Value, BoxError> {
+    let mut c = Conn::connect(addr).await?;
+    let (_, body) = c.send(&request("GET", path, b"")).await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// One offered request: when it is due (seconds after the start) and its bytes.
+struct Offer {
+    at: f64,
+    request: Arc<Vec<u8>>,
+    tag: usize,
+    /// Cancel the ticket this many seconds after its creation.
+    cancel_after: Option<f64>,
+}
+
+/// What happened to one request.
+struct Outcome {
+    tag: usize,
+    intended_unix_ms: f64,
+    latency: f64,
+    status: u16,
+    id: Option<String>,
+}
+
+/// Sends `offers` open-loop over `conns` keep-alive connections.
+async fn open_loop(
+    addr: SocketAddr,
+    conns: usize,
+    offers: Arc<Vec<Offer>>,
+    keep_ids: bool,
+    cancelled: Arc<AtomicUsize>,
+) -> Result<(Vec<Outcome>, f64), BoxError> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let start_unix = unix_ms() as f64 + 50.0;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let offers = offers.clone();
+        let next = next.clone();
+        let cancelled = cancelled.clone();
+        let mut conn = Conn::connect(addr).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(offer) = offers.get(i) else { break };
+                let due = start + Duration::from_secs_f64(offer.at);
+                tokio::time::sleep_until(due).await;
+                let (status, body) = conn.send(&offer.request).await.unwrap_or_default();
+                let latency = due.elapsed().as_secs_f64();
+                let id = if keep_ids {
+                    find(&body, b"\"id\":\"").and_then(|p| {
+                        let rest = &body[p + 6..];
+                        let end = rest.iter().position(|&b| b == b'"')?;
+                        Some(String::from_utf8_lossy(&rest[..end]).to_string())
+                    })
+                } else {
+                    None
+                };
+                if let (Some(after), Some(id)) = (offer.cancel_after, &id) {
+                    let id = id.clone();
+                    let cancelled = cancelled.clone();
+                    let when = due + Duration::from_secs_f64(after);
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(when).await;
+                        if let Ok(mut c) = Conn::connect(addr).await
+                            && let Ok((200, body)) = c
+                                .send(&request("DELETE", &format!("/v1/tickets/{id}"), b""))
+                                .await
+                            && find(&body, b"\"Cancelled\"").is_some()
+                        {
+                            cancelled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+                out.push(Outcome {
+                    tag: offer.tag,
+                    intended_unix_ms: start_unix + offer.at * 1000.0,
+                    latency,
+                    status,
+                    id,
+                });
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok((all, elapsed))
+}
+
+fn poisson(rng: &mut Rng, rate: f64, seconds: f64) -> Vec<f64> {
+    let mut t = 0.0;
+    let mut out = Vec::new();
+    loop {
+        t += rng.exp(rate);
+        if t >= seconds {
+            return out;
+        }
+        out.push(t);
+    }
+}
+
+/// A matchmaker serving `doc`, on its own 2-worker runtime.
+struct Server {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    service: Option<Service>,
+    dir: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(doc: &Value, limit: usize) -> Result<Self, BoxError> {
+        let dir = std::env::temp_dir().join(format!(
+            "matchmaker-bench-{}-{}",
+            std::process::id(),
+            unix_ms()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("matchmaker.json");
+        std::fs::write(&path, doc.to_string())?;
+        Config::parse("bench", &doc.to_string(), &Defaults::default())?;
+        let service = Service::start(ServiceOptions {
+            config_paths: vec![path],
+            defaults: Defaults::default(),
+            engine: EngineOptions {
+                default_tenant_limit: limit,
+                retention_ms: 600_000,
+                anchor_budget: 50_000,
+            },
+            tick: Duration::from_millis(50),
+            reload: Duration::from_secs(1),
+        })?;
+        let engine = service.engine();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let served = engine;
+        runtime.spawn(async move {
+            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                let _ = service::serve(listener, served, std::future::pending()).await;
+            }
+        });
+        Ok(Self {
+            addr,
+            runtime: Some(runtime),
+            service: Some(service),
+            dir,
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.service.take() {
+            s.stop();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ---- api throughput --------------------------------------------------------------------------
+
+async fn bench_api(seed: u64, seconds: f64) -> Result<(), BoxError> {
+    println!("\n### Tickets/s through the HTTP API\n");
+    println!(
+        "Open loop, Poisson arrivals, 64 keep-alive connections; latency from the intended send time; a 5v5 queue (tickets are matched while the load runs). Server and load generator share the 2 cores.\n"
+    );
+    println!(
+        "| endpoint | offered tickets/s | **achieved tickets/s** | ok | errors | latency p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let doc = json!({"tenant": "bench", "pool": "mm", "queues": [queue_doc("ranked", 10, 2)]});
+    let mut rng = Rng(seed);
+    let bodies: Vec<Arc<Vec<u8>>> = (0..8192)
+        .map(|n| {
+            let t = ticket_json(&mut rng, "bench", "ranked", n, false, 300.0);
+            Arc::new(request("POST", "/v1/tickets", t.to_string().as_bytes()))
+        })
+        .collect();
+    for rate in [10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0] {
+        let server = Server::start(&doc, 10_000_000)?;
+        let offers: Vec<Offer> = poisson(&mut rng, rate, seconds)
+            .into_iter()
+            .enumerate()
+            .map(|(i, at)| Offer {
+                at,
+                request: bodies[i % bodies.len()].clone(),
+                tag: 0,
+                cancel_after: None,
+            })
+            .collect();
+        let n = offers.len();
+        let (out, elapsed) =
+            open_loop(server.addr, 64, Arc::new(offers), false, Arc::default()).await?;
+        report_api("POST /v1/tickets", rate, n, &out, elapsed);
+        drop(server);
+    }
+    for (batch, batches_per_s) in [(100usize, 500.0), (100, 1000.0), (100, 1500.0)] {
+        let server = Server::start(&doc, 10_000_000)?;
+        let requests: Vec<Arc<Vec<u8>>> = (0..256)
+            .map(|b| {
+                let tickets: Vec<Value> = (0..batch)
+                    .map(|i| {
+                        ticket_json(
+                            &mut rng,
+                            "bench",
+                            "ranked",
+                            (b * batch + i) as u64,
+                            false,
+                            300.0,
+                        )
+                    })
+                    .collect();
+                Arc::new(request(
+                    "POST",
+                    "/v1/tickets/batch",
+                    json!({"tickets": tickets}).to_string().as_bytes(),
+                ))
+            })
+            .collect();
+        let offers: Vec<Offer> = poisson(&mut rng, batches_per_s, seconds)
+            .into_iter()
+            .enumerate()
+            .map(|(i, at)| Offer {
+                at,
+                request: requests[i % requests.len()].clone(),
+                tag: 0,
+                cancel_after: None,
+            })
+            .collect();
+        let n = offers.len();
+        let (out, elapsed) =
+            open_loop(server.addr, 16, Arc::new(offers), false, Arc::default()).await?;
+        report_batch(batch, batches_per_s, n, &out, elapsed);
+        drop(server);
+    }
+    Ok(())
+}
+
+fn report_api(name: &str, rate: f64, offered: usize, out: &[Outcome], elapsed: f64) {
+    let ok = out.iter().filter(|o| o.status == 201).count();
+    let lat = sorted(out.iter().map(|o| o.latency * 1000.0).collect());
+    println!(
+        "| {name} | {rate:.0} | **{:.0}** | {ok} | {} | {:.2} | {:.2} | {:.1} |",
+        ok as f64 / elapsed,
+        offered - ok,
+        pct(&lat, 50.0),
+        pct(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+fn report_batch(batch: usize, per_s: f64, offered: usize, out: &[Outcome], elapsed: f64) {
+    let ok = out.iter().filter(|o| o.status == 200).count();
+    let lat = sorted(out.iter().map(|o| o.latency * 1000.0).collect());
+    println!(
+        "| POST /v1/tickets/batch ({batch}/request) | {:.0} | **{:.0}** | {} | {} | {:.2} | {:.2} | {:.1} |",
+        per_s * batch as f64,
+        (ok * batch) as f64 / elapsed,
+        ok * batch,
+        (offered - ok) * batch,
+        pct(&lat, 50.0),
+        pct(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+// ---- matchmaking under load ------------------------------------------------------------------
+
+struct QueueLoad {
+    tenant: &'static str,
+    queue: &'static str,
+    rate: f64,
+    parties: bool,
+    skill_sd: f64,
+}
+
+#[derive(Default)]
+struct QueueResult {
+    created: usize,
+    rejected: usize,
+    matched: usize,
+    cancelled: usize,
+    timed_out_or_waiting: usize,
+    waits: Vec<f64>,
+    spreads: Vec<f64>,
+    gaps: Vec<f64>,
+    matches: usize,
+    within_window: usize,
+}
+
+/// Runs `loads` open-loop for `seconds` (5 % of tickets cancelled 0-5 s after creation), then
+/// lets the matchmaker finish for `grace` seconds, then reads every match from the feed.
+async fn run_load(
+    seed: u64,
+    seconds: f64,
+    grace: f64,
+    loads: &[QueueLoad],
+    limits: Value,
+) -> Result<Vec<QueueResult>, BoxError> {
+    let mut pools: HashMap<&str, Vec<Value>> = HashMap::new();
+    for l in loads {
+        pools
+            .entry(l.tenant)
+            .or_default()
+            .push(queue_doc(l.queue, 10, 2));
+    }
+    let doc = json!({"pools": pools.iter().map(|(t, q)| json!({"tenant": t, "pool": "mm", "queues": q})).collect::<Vec<_>>(),
+                     "tenantLimits": limits});
+    let server = Server::start(&doc, 100_000)?;
+    let mut rng = Rng(seed);
+    let mut offers = Vec::new();
+    for (tag, l) in loads.iter().enumerate() {
+        for (n, at) in poisson(&mut rng, l.rate, seconds).into_iter().enumerate() {
+            let t = ticket_json(&mut rng, l.tenant, l.queue, n as u64, l.parties, l.skill_sd);
+            let cancel_after = (rng.below(100) < 5).then(|| rng.uniform() * 5.0);
+            offers.push(Offer {
+                at,
+                request: Arc::new(request("POST", "/v1/tickets", t.to_string().as_bytes())),
+                tag,
+                cancel_after,
+            });
+        }
+    }
+    offers.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let (out, _) = open_loop(server.addr, 64, Arc::new(offers), true, cancelled.clone()).await?;
+    let mut results: Vec<QueueResult> = loads.iter().map(|_| QueueResult::default()).collect();
+    let mut intended: HashMap<String, (usize, f64)> = HashMap::new();
+    for o in &out {
+        let r = &mut results[o.tag];
+        match (o.status, &o.id) {
+            (201, Some(id)) => {
+                r.created += 1;
+                intended.insert(id.clone(), (o.tag, o.intended_unix_ms));
+            }
+            _ => r.rejected += 1,
+        }
+    }
+    tokio::time::sleep(Duration::from_secs_f64(grace)).await;
+    let mut matched_ids = std::collections::HashSet::new();
+    for (tag, l) in loads.iter().enumerate() {
+        let mut after = 0u64;
+        loop {
+            let page = get_json(
+                server.addr,
+                &format!(
+                    "/v1/matches?tenant={}&queue={}&after={after}&limit=1000",
+                    l.tenant, l.queue
+                ),
+            )
+            .await?;
+            let matches = page["matches"].as_array().cloned().unwrap_or_default();
+            if matches.is_empty() {
+                break;
+            }
+            after = page["next"].as_u64().unwrap_or(u64::MAX);
+            let r = &mut results[tag];
+            for m in matches {
+                let created = m["createdAtMs"].as_f64().unwrap_or(0.0);
+                let spread = m["skillSpread"].as_f64().unwrap_or(f64::NAN);
+                r.matches += 1;
+                if spread <= m["window"].as_f64().unwrap_or(0.0) {
+                    r.within_window += 1;
+                }
+                r.spreads.push(spread);
+                r.gaps.push(m["teamImbalance"].as_f64().unwrap_or(f64::NAN));
+                for team in m["teams"].as_array().cloned().unwrap_or_default() {
+                    for t in team["tickets"].as_array().cloned().unwrap_or_default() {
+                        let Some(id) = t.as_str() else { continue };
+                        if let Some((_, sent)) = intended.get(id) {
+                            r.waits.push((created - sent).max(0.0) / 1000.0);
+                            r.matched += 1;
+                            matched_ids.insert(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let total_cancelled = cancelled.load(Ordering::Relaxed);
+    for (tag, r) in results.iter_mut().enumerate() {
+        let unmatched = intended
+            .iter()
+            .filter(|(id, (t, _))| *t == tag && !matched_ids.contains(*id))
+            .count();
+        r.timed_out_or_waiting = unmatched;
+    }
+    if let Some(first) = results.first_mut() {
+        first.cancelled = total_cancelled;
+    }
+    drop(server);
+    Ok(results)
+}
+
+fn print_queue(label: &str, rate: f64, r: &QueueResult) {
+    let waits = sorted(r.waits.clone());
+    let spreads = sorted(r.spreads.clone());
+    let gaps = sorted(r.gaps.clone());
+    println!(
+        "| {label} | {rate:.0} | {} | {} | {} | {} | {:.3} | **{:.3}** | {:.1} | **{:.2}** | {:.1} % |",
+        r.created,
+        r.matched,
+        r.matches,
+        r.timed_out_or_waiting,
+        pct(&waits, 50.0),
+        pct(&waits, 99.0),
+        pct(&spreads, 99.0),
+        pct(&gaps, 99.0),
+        if r.matches == 0 {
+            f64::NAN
+        } else {
+            100.0 * r.within_window as f64 / r.matches as f64
+        },
+    );
+}
+
+async fn bench_load(seed: u64, seconds: f64) -> Result<(), BoxError> {
+    // Sparse queues need longer than the other scenarios to say anything.
+    let arrivals = seconds.max(10.0);
+    println!("\n### Dense and sparse queues under open-loop load\n");
+    println!(
+        "5v5 queues (window 50 widening 25/s to 300: 10 s to the maximum; max latency 100 ms; 3 regions). Tickets: skill N(1500, 300) (+ N(0, 30) per party member); in the `-parties` queues 70 % solo, 20 % duos, 7 % trios, 3 % five-stacks (the `-solo` queues: solo only); home areas Europe 35 %, US East 30 %, US West 25 %, Asia-Pacific 10 % with a latency matrix plus 0-30 ms jitter; 5 % cancelled 0-5 s after creation. Arrivals for {arrivals} s, then 12 s for the queues to drain; wait = match formation − intended send time; unmatched = still waiting or cancelled at the end.\n"
+    );
+    println!(
+        "| queue | tickets/s | created | matched | matches | unmatched | wait p50 s | **wait p99 s** | spread p99 | **team-mean gap p99** | within window |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let load = |queue, rate, parties| QueueLoad {
+        tenant: "alpha",
+        queue,
+        rate,
+        parties,
+        skill_sd: 300.0,
+    };
+    let loads = [
+        load("dense-solo", 2000.0, false),
+        load("dense-parties", 2000.0, true),
+        load("sparse-solo", 50.0, false),
+        load("sparse-parties", 50.0, true),
+    ];
+    let r = run_load(seed, arrivals, 12.0, &loads, json!({})).await?;
+    for (l, res) in loads.iter().zip(&r) {
+        print_queue(l.queue, l.rate, res);
+    }
+    println!(
+        "\nCancelled during the run: {} tickets.",
+        r.first().map_or(0, |x| x.cancelled)
+    );
+    Ok(())
+}
+
+async fn bench_noisy(seed: u64, seconds: f64) -> Result<(), BoxError> {
+    println!("\n### Noisy neighbour\n");
+    println!(
+        "Tenant `quiet` offers 1,000 tickets/s to a 5v5 queue, first alone, then while tenant `noisy` offers 20,000 tickets/s to its own queue with skills so scattered (N(1500, 30000)) that few match: its open tickets pile up to its limit (5,000) and the rest are refused (429), and every round searches its waiting anchors. Same seed, same quiet arrivals.\n"
+    );
+    println!(
+        "| run | queue | tickets/s | created | matched | matches | unmatched | wait p50 s | **wait p99 s** | spread p99 | team-mean gap p99 | within window |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let quiet = || QueueLoad {
+        tenant: "quiet",
+        queue: "ranked",
+        rate: 1000.0,
+        parties: false,
+        skill_sd: 300.0,
+    };
+    let alone = run_load(seed, seconds, 5.0, &[quiet()], json!({})).await?;
+    let noisy = QueueLoad {
+        tenant: "noisy",
+        queue: "ranked",
+        rate: 20_000.0,
+        parties: false,
+        skill_sd: 30_000.0,
+    };
+    let both = run_load(
+        seed,
+        seconds,
+        5.0,
+        &[quiet(), noisy],
+        json!({"noisy": 5_000}),
+    )
+    .await?;
+    print!("| alone ");
+    print_queue("quiet", 1000.0, &alone[0]);
+    print!("| with flood ");
+    print_queue("quiet", 1000.0, &both[0]);
+    print!("| with flood ");
+    print_queue("noisy", 20_000.0, &both[1]);
+    let p99 = |r: &QueueResult| pct(&sorted(r.waits.clone()), 99.0);
+    println!(
+        "\nQuiet tenant's wait p99: {:.3} s alone, {:.3} s with the flood ({:+.1} %). Noisy tickets refused by its limit: {}.",
+        p99(&alone[0]),
+        p99(&both[0]),
+        100.0 * (p99(&both[0]) - p99(&alone[0])) / p99(&alone[0]),
+        both[1].rejected
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let all = args.scenario.iter().any(|s| s == "all");
+    let wants = |s: &str| all || args.scenario.iter().any(|x| x == s);
+    println!(
+        "matchmaker-bench {} ({} cores visible)",
+        env!("CARGO_PKG_VERSION"),
+        std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get)
+    );
+    if wants("core") {
+        bench_core(args.seed, args.seconds);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if wants("api") {
+        runtime.block_on(bench_api(args.seed, args.seconds))?;
+    }
+    if wants("load") {
+        runtime.block_on(bench_load(args.seed, args.seconds))?;
+    }
+    if wants("noisy") {
+        runtime.block_on(bench_noisy(args.seed, args.seconds))?;
+    }
+    Ok(())
+}
