@@ -183,6 +183,30 @@ fn serves_tickets_over_http_and_returns_matches() {
     assert_eq!(feed["matches"].as_array().map(Vec::len), Some(1), "{feed}");
     assert_eq!(feed["matches"][0]["id"], json!(match_id));
 
+    // A stream: the ticket as it is, then its match.
+    let duel = |p: &str| json!({"queue": "duel", "players": [player(p, 700.0)]});
+    let (_, first) = http(port, "POST", "/v1/tickets", Some(&duel("d1")));
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    let watcher = std::thread::spawn(move || {
+        http(
+            port,
+            "GET",
+            &format!("/v1/tickets/{first_id}/events?waitSeconds=10"),
+            None,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http(port, "POST", "/v1/tickets", Some(&duel("d2"))).0, 201);
+    let (status, events) = watcher.join().expect("watcher");
+    assert_eq!(status, 200);
+    let text = events
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| events.to_string());
+    let pending = text.find("\"state\":\"Pending\"").expect("pending first");
+    let matched = text.find("\"state\":\"Matched\"").expect("then matched");
+    assert!(pending < matched, "{text}");
+
     // Backfill: p0 leaves, a newcomer takes the place.
     let (status, bf) = http(
         port,

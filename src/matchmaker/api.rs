@@ -5,6 +5,7 @@
 //! | `POST /v1/tickets` | create a ticket (idempotent by `clientKey`): 201, or 200 with the existing ticket |
 //! | `POST /v1/tickets/batch` | create up to 1000 tickets in one request |
 //! | `GET /v1/tickets/{id}?waitSeconds=N` | read a ticket; with `waitSeconds`, wait (at most 60 s) until it leaves `Pending` |
+//! | `GET /v1/tickets/{id}/events?waitSeconds=N` | a stream (NDJSON): the ticket now and at every change of state, until it leaves `Pending` |
 //! | `DELETE /v1/tickets/{id}` | cancel a waiting ticket |
 //! | `GET /v1/matches?queue=&tenant=&pool=&after=&limit=&waitSeconds=` | the queue's matches after a cursor (long poll) |
 //! | `GET /v1/matches/{id}` | read a match |
@@ -49,6 +50,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/tickets", post(create))
         .route("/v1/tickets/batch", post(create_batch))
         .route("/v1/tickets/{id}", get(read_ticket).delete(cancel_ticket))
+        .route("/v1/tickets/{id}/events", get(watch_ticket))
         .route("/v1/matches", get(feed))
         .route("/v1/matches/{id}", get(read_match))
         .route("/v1/matches/{id}/backfill", post(backfill))
@@ -214,6 +216,73 @@ async fn read_ticket(
             }
         }
     }
+}
+
+struct Watch {
+    engine: Shared,
+    id: String,
+    rx: tokio::sync::watch::Receiver<u64>,
+    last: Option<TicketState>,
+    done: bool,
+    deadline: tokio::time::Instant,
+}
+
+fn ndjson_line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+async fn watch_ticket(
+    State(engine): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Response {
+    let rx = match engine.subscribe(&id) {
+        Ok(rx) => rx,
+        Err(e) => return error_response(&e),
+    };
+    if let Err(e) = engine.ticket(&id) {
+        return error_response(&e);
+    }
+    let wait = wait_of(Some(q.wait_seconds.unwrap_or(MAX_WAIT_SECONDS as f64)));
+    let watch = Watch {
+        engine,
+        id,
+        rx,
+        last: None,
+        done: false,
+        deadline: tokio::time::Instant::now() + wait,
+    };
+    let stream = futures::stream::unfold(watch, |mut w| async move {
+        if w.done {
+            return None;
+        }
+        loop {
+            let view = match w.engine.ticket(&w.id) {
+                Ok(v) => v,
+                Err(e) => {
+                    w.done = true;
+                    let line = ndjson_line(&error_body(e.code(), &e.to_string()));
+                    return Some((Ok::<_, std::io::Error>(line), w));
+                }
+            };
+            if w.last != Some(view.state) {
+                w.last = Some(view.state);
+                w.done = view.state != TicketState::Pending;
+                return Some((Ok(ndjson_line(&view)), w));
+            }
+            match tokio::time::timeout_at(w.deadline, w.rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 async fn cancel_ticket(State(engine): State<Shared>, Path(id): Path<String>) -> Response {

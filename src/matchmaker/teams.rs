@@ -322,7 +322,7 @@ mod tests {
     fn exact_split_finds_the_perfect_balance() {
         let parties = solos(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(f64::from));
         let s = split(&parties, 2, 5).expect("split");
-        // 1+4+5+8+9 = 27 = 2+3+6+7+10 - 1? the best is a gap of 0.2 (sums 27 and 28).
+        // The sums are 55 in all, so the best split is 27 against 28: a mean gap of 0.2.
         assert!((s.gap - 0.2).abs() < 1e-9, "{s:?}");
     }
 
