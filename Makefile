@@ -55,6 +55,10 @@ image-test: image ## Inspect the image archive; run its binary from the unpacked
 .PHONY: test
 test: fmt-check clippy unit chart-lint lua-test image-test e2e ## Everything CI runs: fmt, clippy, unit tests, chart, Lua, image, e2e
 
+.PHONY: bench
+bench: tools ## Benchmarks: the operator at scale (N=100 on moto, N=1000 on the fake cloud, idle window, floor) and the matchmaker; figures in target/bench/ and BENCHMARKS.md
+	@hack/bench.sh
+
 .PHONY: demo
 demo: tools ## Start the local cluster, the AWS emulator and the operator; apply examples/cells/
 	@hack/demo.sh up

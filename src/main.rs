@@ -10,6 +10,8 @@ use clap::Parser;
 use gamecell_operator::admin::{self, Readiness};
 use gamecell_operator::cloud::CloudProvider;
 use gamecell_operator::cloud::aws::AwsCloud;
+use gamecell_operator::cloud::fake::FakeCloud;
+use gamecell_operator::cloud::metered::MeteredCloud;
 use gamecell_operator::controllers;
 use gamecell_operator::leader::{Election, LeaseConfig};
 use gamecell_operator::telemetry::{self, LogFormat, Metrics};
@@ -57,6 +59,26 @@ struct Args {
     /// what name resolution needs.
     #[arg(long, value_name = "HOST", hide = true)]
     resolve: Option<String>,
+    /// Benchmarks only: which cloud to provision in. `fake` keeps every data store in memory
+    /// (ready after two describes, every named EKS cluster present), so the operator process can
+    /// be measured at a scale no emulator holds. Never for real use: nothing is provisioned.
+    #[arg(
+        long,
+        env = "GAMECELL_CLOUD",
+        value_enum,
+        default_value = "aws",
+        hide = true
+    )]
+    cloud: CloudChoice,
+}
+
+/// The cloud the operator provisions in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CloudChoice {
+    /// AWS through the official SDK (or an emulator at `AWS_ENDPOINT_URL`).
+    Aws,
+    /// The in-memory fake (benchmarks of the operator process).
+    Fake,
 }
 
 #[tokio::main]
@@ -80,8 +102,14 @@ async fn main() -> ExitCode {
         eprintln!("cannot set up logging: {e}");
         return ExitCode::FAILURE;
     }
-    // Kubeconfig from KUBECONFIG or ~/.kube/config, else the in-cluster service account.
-    let client = match kube::Client::try_default().await {
+    let metrics = Arc::new(Metrics::new());
+    // Kubeconfig from KUBECONFIG or ~/.kube/config, else the in-cluster service account. Every
+    // request is counted by verb and resource on /metrics.
+    let client = match kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)
+        .and_then(|config| metrics.counted_client(config))
+    {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot build a Kubernetes client (no kubeconfig and not in a cluster?)");
@@ -90,7 +118,6 @@ async fn main() -> ExitCode {
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
     let identity = args.instance.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
@@ -145,7 +172,16 @@ async fn main() -> ExitCode {
 
     // AWS: the default credential chain (IRSA / Pod Identity in a cluster); AWS_ENDPOINT_URL
     // points every client at an emulator in tests and the demo.
-    let cloud: Arc<dyn CloudProvider> = Arc::new(AwsCloud::from_env().await);
+    let provider: Arc<dyn CloudProvider> = match args.cloud {
+        CloudChoice::Aws => Arc::new(AwsCloud::from_env().await),
+        CloudChoice::Fake => {
+            tracing::warn!(
+                "--cloud=fake: data stores exist only in this process's memory (benchmarks only)"
+            );
+            Arc::new(FakeCloud::for_benchmarks(2))
+        }
+    };
+    let cloud: Arc<dyn CloudProvider> = Arc::new(MeteredCloud::new(provider, metrics.clone()));
     let controllers = tokio::spawn(controllers::run(
         client,
         cloud,

@@ -66,6 +66,93 @@ pub struct FailureLabels {
     pub reason: String,
 }
 
+/// Labels of the Kubernetes API request counter: the verb as the API server names it and the
+/// resource (with its subresource, e.g. `gamecells/status`). Bounded: no names, no namespaces.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub verb: &'static str,
+    /// The resource, plus `/subresource` when there is one; `other` for non-resource paths.
+    pub resource: String,
+}
+
+impl RequestLabels {
+    /// Whether the request changes state on the API server.
+    #[must_use]
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb,
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
+}
+
+/// Classifies a Kubernetes API request from its method and URI, the way the API server's audit
+/// log and `apiserver_request_total` do (pure).
+#[must_use]
+pub fn request_labels(method: &http::Method, uri: &http::Uri) -> RequestLabels {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // /api/v1/... or /apis/<group>/<version>/...
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => {
+            return RequestLabels {
+                verb: if *method == http::Method::GET {
+                    "get"
+                } else {
+                    "other"
+                },
+                resource: "other".into(),
+            };
+        }
+    };
+    // namespaces/<ns>/<resource>... is namespaced; namespaces[/<name>[/<sub>]] is the namespace
+    // resource itself.
+    let rest = match rest {
+        ["namespaces", _ns, inner @ ..] if !inner.is_empty() && !is_namespace_sub(inner) => inner,
+        other => other,
+    };
+    let (resource, named) = match rest {
+        [] => ("other".to_owned(), false),
+        [r] => ((*r).to_owned(), false),
+        [r, _name] => ((*r).to_owned(), true),
+        [r, _name, sub, ..] => (format!("{r}/{sub}"), true),
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let verb = match *method {
+        http::Method::GET if watch => "watch",
+        http::Method::GET if named => "get",
+        http::Method::GET => "list",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE if named => "delete",
+        http::Method::DELETE => "deletecollection",
+        _ => "other",
+    };
+    RequestLabels { verb, resource }
+}
+
+/// `namespaces/<name>/status` and `namespaces/<name>/finalize` are subresources of a namespace,
+/// not namespaced resources.
+fn is_namespace_sub(inner: &[&str]) -> bool {
+    matches!(inner, ["status" | "finalize"])
+}
+
+/// Labels of the cloud call counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudCallLabels {
+    /// `describe`, `create`, `delete` or `describe_cluster`.
+    pub operation: &'static str,
+    /// The resource kind (`Sql`, `Cache`, ...), or `Cluster`.
+    pub kind: &'static str,
+    /// `ok` or the error's reason (`CloudThrottled`, ...).
+    pub outcome: &'static str,
+}
+
 /// Every metric the operator exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +166,10 @@ pub struct Metrics {
     pub ready: Gauge,
     /// 1 while this replica runs the controllers (holds the lease, or runs without election).
     pub leader: Gauge,
+    /// Requests this process sent to the Kubernetes API server, by verb and resource.
+    pub kube_requests: Family<RequestLabels, Counter>,
+    /// Calls this process made to the cloud, by operation, kind and outcome.
+    pub cloud_calls: Family<CloudCallLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -101,6 +192,18 @@ impl Metrics {
         });
         let ready = Gauge::default();
         let leader = Gauge::default();
+        let kube_requests = Family::<RequestLabels, Counter>::default();
+        let cloud_calls = Family::<CloudCallLabels, Counter>::default();
+        registry.register(
+            "kube_requests",
+            "Requests sent to the Kubernetes API server, by verb and resource",
+            kube_requests.clone(),
+        );
+        registry.register(
+            "cloud_calls",
+            "Calls made to the cloud provider, by operation, kind and outcome",
+            cloud_calls.clone(),
+        );
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -129,7 +232,31 @@ impl Metrics {
             duration,
             ready,
             leader,
+            kube_requests,
+            cloud_calls,
         }
+    }
+
+    /// A Kubernetes client for `config` that counts every request it sends in `kube_requests`.
+    ///
+    /// # Errors
+    /// When the client cannot be built from the configuration (bad TLS material, say).
+    pub fn counted_client(
+        self: &std::sync::Arc<Self>,
+        config: kube::Config,
+    ) -> kube::Result<kube::Client> {
+        let metrics = self.clone();
+        let count =
+            tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+                metrics
+                    .kube_requests
+                    .get_or_create(&request_labels(request.method(), request.uri()))
+                    .inc();
+                request
+            });
+        Ok(kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&count)
+            .build())
     }
 
     /// Records one finished reconcile.
@@ -164,6 +291,96 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labels(method: &str, uri: &str) -> (&'static str, String) {
+        let l = request_labels(&method.parse().expect("method"), &uri.parse().expect("uri"));
+        (l.verb, l.resource)
+    }
+
+    #[test]
+    fn requests_are_labelled_like_the_api_server_does() {
+        let cases = [
+            (
+                "GET",
+                "/apis/gamecell.dev/v1alpha1/gamecells?&watch=true&timeoutSeconds=290",
+                "watch",
+                "gamecells",
+            ),
+            (
+                "GET",
+                "/apis/gamecell.dev/v1alpha1/gamecells",
+                "list",
+                "gamecells",
+            ),
+            (
+                "GET",
+                "/apis/gamecell.dev/v1alpha1/gamecells/c1",
+                "get",
+                "gamecells",
+            ),
+            (
+                "PATCH",
+                "/apis/gamecell.dev/v1alpha1/gamecells/c1/status?fieldManager=x",
+                "patch",
+                "gamecells/status",
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/acme/secrets/gamecell-sql?fieldManager=x",
+                "patch",
+                "secrets",
+            ),
+            ("GET", "/api/v1/namespaces/acme/secrets", "list", "secrets"),
+            (
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                "create",
+                "events",
+            ),
+            (
+                "PUT",
+                "/apis/apps/v1/namespaces/a/deployments/d",
+                "update",
+                "deployments",
+            ),
+            ("DELETE", "/api/v1/namespaces/acme", "delete", "namespaces"),
+            ("GET", "/api/v1/namespaces", "list", "namespaces"),
+            (
+                "PUT",
+                "/api/v1/namespaces/acme/finalize",
+                "update",
+                "namespaces/finalize",
+            ),
+            (
+                "DELETE",
+                "/apis/apps/v1/namespaces/a/deployments",
+                "deletecollection",
+                "deployments",
+            ),
+            ("GET", "/version", "get", "other"),
+        ];
+        for (method, uri, verb, resource) in cases {
+            assert_eq!(
+                labels(method, uri),
+                (verb, resource.to_owned()),
+                "{method} {uri}"
+            );
+        }
+        assert!(
+            request_labels(
+                &http::Method::PATCH,
+                &"/api/v1/namespaces/a/secrets/s".parse().expect("uri")
+            )
+            .is_write()
+        );
+        assert!(
+            !request_labels(
+                &http::Method::GET,
+                &"/api/v1/namespaces/a/secrets/s".parse().expect("uri")
+            )
+            .is_write()
+        );
+    }
 
     #[test]
     fn metrics_encode_without_object_names() {

@@ -39,6 +39,7 @@ struct State {
     faults: VecDeque<(Op, CloudError)>,
     lose_next_create_response: bool,
     deny_all: bool,
+    refuse_delete_while_creating: bool,
     calls: BTreeMap<&'static str, u64>,
     snapshots: Vec<String>,
 }
@@ -51,6 +52,8 @@ pub struct FakeCloud {
     provisioning_polls: u32,
     /// Describes a deletion stays in `deleting`.
     deletion_polls: u32,
+    /// Every cluster asked for exists, ACTIVE, in the caller's region (benchmarks).
+    clusters_on_demand: bool,
 }
 
 impl FakeCloud {
@@ -66,6 +69,18 @@ impl FakeCloud {
         Self {
             provisioning_polls: creating,
             deletion_polls: deleting,
+            ..Self::default()
+        }
+    }
+
+    /// A fake for benchmarks of the operator process: resources ready after `creating`
+    /// describes, and every EKS cluster a cell names exists, ACTIVE, at a supported version, in
+    /// the region asked, so generated cells of every tier can converge without seeding.
+    #[must_use]
+    pub fn for_benchmarks(creating: u32) -> Self {
+        Self {
+            provisioning_polls: creating,
+            clusters_on_demand: true,
             ..Self::default()
         }
     }
@@ -109,6 +124,13 @@ impl FakeCloud {
                 deleting_polls: None,
             },
         );
+    }
+
+    /// Like RDS and ElastiCache: deleting a SQL store or cache that is still creating fails
+    /// with `Busy` (`InvalidDBInstanceState`, `InvalidReplicationGroupState`) until it is
+    /// available. Each refused call counts as one poll of its provisioning, so time passes.
+    pub fn refuse_delete_while_creating(&self, refuse: bool) {
+        self.lock().refuse_delete_while_creating = refuse;
     }
 
     /// Adds an EKS cluster.
@@ -192,6 +214,10 @@ fn observed(identifier: &str, tags: BTreeMap<String, String>, ready: bool) -> Ob
     }
 }
 
+fn state_refuses_delete(kind: ResourceKind, pending_polls: u32, refuse: bool) -> bool {
+    refuse && pending_polls > 0 && matches!(kind, ResourceKind::Sql | ResourceKind::Cache)
+}
+
 #[async_trait]
 impl CloudProvider for FakeCloud {
     async fn describe(
@@ -268,11 +294,19 @@ impl CloudProvider for FakeCloud {
         let mut state = self.enter("delete", Op::Delete)?;
         let key = (kind, identifier.to_owned());
         let deletion_polls = self.deletion_polls;
+        let refuse_while_creating = state.refuse_delete_while_creating;
         let Some(resource) = state.resources.get_mut(&key) else {
             return Ok(DeleteProgress::Gone);
         };
         if resource.deleting_polls.is_some() {
             return Ok(DeleteProgress::InProgress);
+        }
+        if state_refuses_delete(kind, resource.pending_polls, refuse_while_creating) {
+            resource.pending_polls -= 1;
+            return Err(CloudError::Busy {
+                service: "fake",
+                message: format!("{} {identifier} is still creating", kind.as_str()),
+            });
         }
         if deletion_polls == 0 {
             state.resources.remove(&key);
@@ -290,10 +324,18 @@ impl CloudProvider for FakeCloud {
 
     async fn describe_cluster(
         &self,
-        _scope: &Scope,
+        scope: &Scope,
         name: &str,
     ) -> Result<Option<ObservedCluster>, CloudError> {
         let state = self.enter("describe_cluster", Op::Describe)?;
+        if self.clusters_on_demand && !state.clusters.contains_key(name) {
+            return Ok(Some(ObservedCluster {
+                name: name.to_owned(),
+                status: "ACTIVE".into(),
+                version: format!("1.{}", crate::cell::policy::SUPPORTED_EKS_MINORS.end()),
+                region: scope.region.clone(),
+            }));
+        }
         Ok(state.clusters.get(name).cloned())
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod fake;
+pub mod metered;
 pub mod naming;
 
 use std::collections::BTreeMap;

@@ -77,6 +77,9 @@ pub async fn reconcile(cell: Arc<GameCell>, ctx: Arc<Context>) -> Result<Action,
 pub fn error_policy(cell: Arc<GameCell>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = match error {
         Error::Cloud(e) if e.is_permanent() => PERMANENT_RETRY,
+        // Waiting, not failing: poll like provisioning, and don't let the backoff grow (a
+        // store created ten minutes ago must not be polled every five minutes afterwards).
+        Error::CleanupPending(_) => ctx.timings.provisioning_poll,
         _ => ctx
             .backoff
             .next_delay(&format!("GameCell/{}", cell.name_any())),
@@ -953,6 +956,17 @@ async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             tracing::warn!(identifier = %d.identifier, "not deleting a resource tagged as someone else's");
             continue;
         }
+        // A cell deleted while its stores are still being created: RDS and ElastiCache refuse
+        // to delete (or snapshot) a store before it is available, so wait for it rather than
+        // collect errors; it is deleted on the first poll that finds it available.
+        if !observed.ready && observed.state.eq_ignore_ascii_case("creating") {
+            pending.push(format!(
+                "{} {} (still creating; deleted once available)",
+                d.kind.as_str(),
+                d.identifier
+            ));
+            continue;
+        }
         let snapshot = (spec.deletion_policy == DeletionPolicy::Snapshot
             && d.kind == ResourceKind::Sql)
             .then(|| naming::final_snapshot(&d.identifier));
@@ -965,6 +979,12 @@ async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             Ok(DeleteProgress::InProgress) => {
                 pending.push(format!("{} {}", d.kind.as_str(), d.identifier))
             }
+            // The store is in a state that refuses deletion for now (modifying, backing up).
+            Err(CloudError::Busy { .. }) => pending.push(format!(
+                "{} {} (busy; retried)",
+                d.kind.as_str(),
+                d.identifier
+            )),
             Err(e) => return Err(cleanup_failed(ctx, cell, e).await),
         }
     }
@@ -984,11 +1004,17 @@ async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         Ok(Action::await_change())
     } else {
         tracing::info!(pending = ?pending, "waiting for the cloud to finish deleting");
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "DeletionInProgress",
+            "DeleteCell",
+            format!("waiting for the cloud: {}", pending.join(", ")),
+        )
+        .await;
         // The finalizer stays until the cloud confirms every resource is gone.
-        Err(Error::Cloud(CloudError::Busy {
-            service: "cloud",
-            message: format!("still deleting: {}", pending.join(", ")),
-        }))
+        Err(Error::CleanupPending(pending.join(", ")))
     }
 }
 

@@ -90,6 +90,11 @@ pub enum Error {
     /// The finalizer bookkeeping failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Deletion is waiting on the cloud (a store still creating, or deleting). Not a failure:
+    /// it is returned as an error only because an `Ok` from a finalizer's cleanup releases the
+    /// finalizer, and it is retried at the provisioning poll, without growing a backoff.
+    #[error("waiting for the cloud: {0}")]
+    CleanupPending(String),
 }
 
 impl Error {
@@ -102,6 +107,7 @@ impl Error {
             Self::Serialize(_) => "SerializationFailed",
             Self::Cloud(e) => e.reason(),
             Self::Finalizer(_) => "FinalizerFailed",
+            Self::CleanupPending(_) => "CleanupPending",
         }
     }
 }
@@ -111,7 +117,7 @@ impl Error {
 pub fn error_policy_backoff(error: &Error) -> Action {
     match error {
         Error::Cloud(e) if e.is_permanent() => Action::requeue(PERMANENT_RETRY),
-        Error::Kube(_) | Error::Cloud(_) | Error::Finalizer(_) => {
+        Error::Kube(_) | Error::Cloud(_) | Error::Finalizer(_) | Error::CleanupPending(_) => {
             Action::requeue(Duration::from_secs(10))
         }
         Error::MissingField(_) | Error::Serialize(_) => Action::await_change(),

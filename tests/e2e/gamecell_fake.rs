@@ -406,6 +406,74 @@ async fn snapshot_and_retain_policies_do_what_they_say() {
 }
 
 #[tokio::test]
+async fn a_cell_deleted_while_its_stores_are_being_created_leaks_nothing() {
+    let client = client().await;
+    install_crds(&client).await;
+    // Stores stay `creating` for 8 describes; like RDS and ElastiCache, the SQL store and the
+    // cache refuse deletion until they are available.
+    let cloud = Arc::new(FakeCloud::slow(8, 2));
+    cloud.refuse_delete_while_creating(true);
+    let operator = Operator::start(&client, cloud.clone()).await;
+    let api: Api<GameCell> = Api::all(client.clone());
+
+    let mut uids = BTreeMap::new();
+    for (name, policy) in [
+        ("fake-midway-delete", "Delete"),
+        ("fake-midway-snapshot", "Snapshot"),
+    ] {
+        let cell = create(&api, &cell_manifest(name, shared_spec(name, policy))).await;
+        uids.insert(name, cell.uid().expect("uid"));
+    }
+    // Every store of both cells has been asked for (per cell: SQL, cache, one table per
+    // tenant, the bucket), and none is ready yet.
+    wait_until(
+        Duration::from_secs(30),
+        "all 10 stores creating",
+        || async { cloud.resource_count() == 10 },
+    )
+    .await;
+    for name in uids.keys() {
+        let cell = api.get(name).await.expect("cell");
+        assert_ne!(
+            condition(&cell, "Ready").map(|(s, _)| s),
+            Some("True".to_owned()),
+            "{name} must still be provisioning when it is deleted"
+        );
+    }
+    let creates_before_delete = cloud.calls("create");
+    for name in uids.keys() {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+    for name in uids.keys() {
+        wait_until(
+            Duration::from_secs(90),
+            &format!("{name} deleted"),
+            || async { api.get_opt(name).await.ok().flatten().is_none() },
+        )
+        .await;
+    }
+    assert_eq!(cloud.resource_count(), 0, "no store leaked");
+    assert_eq!(
+        cloud.calls("create"),
+        creates_before_delete,
+        "nothing was created after the deletion started"
+    );
+    assert_eq!(
+        creates_before_delete, 10,
+        "one create per store, no duplicate"
+    );
+    assert_eq!(
+        cloud.snapshots(),
+        vec![naming::final_snapshot(&naming::sql(
+            "fake-midway-snapshot",
+            &uids["fake-midway-snapshot"]
+        ))],
+        "Snapshot took its final snapshot once the store was available; Delete took none"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
 async fn a_retained_store_deleted_out_of_band_is_reported_not_recreated() {
     let client = client().await;
     install_crds(&client).await;
