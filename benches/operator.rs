@@ -187,12 +187,18 @@ fn plan(i: usize, prefix: &str) -> CellPlan {
                      "playersPerReplica": 1000}}),
         );
     }
-    services.push(json!({"apiVersion": "gamecell.dev/v1alpha1", "kind": "MatchmakingPool",
+    let mut pool = json!({"apiVersion": "gamecell.dev/v1alpha1", "kind": "MatchmakingPool",
         "metadata": {"name": "ranked", "namespace": namespaces[0]},
         "spec": {"cellRef": {"name": name}, "replicas": 1,
                  "queues": [{"name": "5v5", "playersPerMatch": 10, "teams": 2,
                              "skillWindow": {"initial": 50, "wideningPerSecond": 25, "maximum": 300},
-                             "maxLatencyMs": 100, "timeoutSeconds": 60}]}}));
+                             "maxLatencyMs": 100, "timeoutSeconds": 60}]}});
+    if tier == Tier::Enterprise {
+        // Enterprise cells pull only from the customer's registry: the customer mirrors the
+        // built-in matchmaker there.
+        pool["spec"]["image"] = json!(image("matchmaker"));
+    }
+    services.push(pool);
     CellPlan {
         name,
         tier,
@@ -868,10 +874,22 @@ async fn main() {
     );
     let total = plans.len() * 5;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let all_keys: Vec<String> = plans
+        .iter()
+        .flat_map(|p| std::iter::once(format!("/{}", p.name)).chain(p.services.iter().map(key_of)))
+        .collect();
     loop {
-        let n = cell_ready.lock().expect("lock").len()
-            + ps_ready.lock().expect("lock").len()
-            + mmp_ready.lock().expect("lock").len();
+        let n = {
+            let (c, p, m) = (
+                cell_ready.lock().expect("lock"),
+                ps_ready.lock().expect("lock"),
+                mmp_ready.lock().expect("lock"),
+            );
+            all_keys
+                .iter()
+                .filter(|k| c.contains_key(*k) || p.contains_key(*k) || m.contains_key(*k))
+                .count()
+        };
         if n >= total || Instant::now() > deadline {
             break;
         }
@@ -917,10 +935,32 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let idle = operator.metrics().await.delta(&idle_before);
     let rv_after = resource_versions(&client).await;
-    let changed_objects = rv_before
+    let changed: Vec<&String> = rv_before
         .iter()
         .filter(|(k, v)| rv_after.get(*k).is_some_and(|a| a != *v))
-        .count();
+        .map(|(k, _)| k)
+        .collect();
+    let changed_objects = changed.len();
+    if !changed.is_empty() {
+        eprintln!("bench: changed during the idle window: {changed:?}");
+    }
+    let idle_writes_by_resource: Vec<String> = idle
+        .0
+        .iter()
+        .filter(|(k, v)| {
+            **v > 0.0
+                && k.starts_with("gamecell_operator_kube_requests_total{")
+                && ["create", "update", "patch", "delete"]
+                    .iter()
+                    .any(|w| k.contains(&format!("verb=\"{w}\"")))
+        })
+        .map(|(k, v)| {
+            format!(
+                "{} {v}",
+                k.trim_start_matches("gamecell_operator_kube_requests_total")
+            )
+        })
+        .collect();
     let (rss_peak, cpu_total) = operator.rss_and_cpu();
 
     // 4. The floor: the same objects, created by a plain client with no operator running.
@@ -1028,9 +1068,14 @@ async fn main() {
         .sum();
     let idle_verbs = idle.by_label("gamecell_operator_kube_requests_total", "verb");
     say(format!(
-        "- Idle window of {} s after convergence: **{} API writes** (requests by verb: {}), **{} mutating cloud calls** (cloud calls: {}); {} of {} custom objects changed resourceVersion.",
+        "- Idle window of {} s after convergence: **{} API writes**{} (requests by verb: {}), **{} mutating cloud calls** (cloud calls: {}); {} of {} custom objects changed resourceVersion.",
         args.idle_seconds,
         idle.writes(),
+        if idle_writes_by_resource.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", idle_writes_by_resource.join(", "))
+        },
         if idle_verbs.values().all(|v| *v == 0.0) {
             "none".into()
         } else {

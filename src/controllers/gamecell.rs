@@ -352,19 +352,45 @@ pub fn cell_status(
 /// Nothing fails because of it.
 pub const CAPACITY_EXCEEDED: &str = "CapacityExceeded";
 
+/// The PlayerServices and MatchmakingPools that name `cell`, from the watch caches. Waits for
+/// the caches' first full listing: an empty cache at start-up must never read as "no service
+/// bound", which would let a deletion take the database from under running services.
+async fn bound_to(
+    ctx: &Context,
+    cell: &GameCell,
+) -> Result<(Vec<PlayerService>, Vec<MatchmakingPool>), Error> {
+    ctx.services
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheUnavailable("PlayerService"))?;
+    ctx.pools
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheUnavailable("MatchmakingPool"))?;
+    let name = cell.name_any();
+    let services = ctx
+        .services
+        .state()
+        .iter()
+        .filter(|s| s.spec.cell_ref.name == name)
+        .map(|s| PlayerService::clone(s))
+        .collect();
+    let pools = ctx
+        .pools
+        .state()
+        .iter()
+        .filter(|p| p.spec.cell_ref.name == name)
+        .map(|p| MatchmakingPool::clone(p))
+        .collect();
+    Ok((services, pools))
+}
+
 /// The services bound to `cell` and whether they could outgrow its capacity.
 async fn observe_services(
-    client: &Client,
+    ctx: &Context,
     cell: &GameCell,
 ) -> Result<((usize, usize, Vec<String>), Option<(i64, i64)>), Error> {
-    let services = Api::<PlayerService>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let pools = Api::<MatchmakingPool>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let (services, pools) = bound_to(ctx, cell).await?;
     let (ready, total, names) = services_summary(cell, &services, &pools);
     let not_ready: Vec<String> = names
         .into_iter()
@@ -647,7 +673,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     }
 
     // 7. Status, Events on transitions, and when to look again.
-    let (services, over_capacity) = observe_services(&ctx.client, cell).await?;
+    let (services, over_capacity) = observe_services(ctx, cell).await?;
     outcome.services = services;
     outcome.over_capacity = over_capacity;
     let now = Time(Timestamp::now());
@@ -878,14 +904,7 @@ async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     // A database never disappears under running services: wait until none is bound.
-    let services = Api::<PlayerService>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let pools = Api::<MatchmakingPool>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let (services, pools) = bound_to(ctx, cell).await?;
     let (_, bound, names) = services_summary(cell, &services, &pools);
     if bound > 0 {
         let message = format!(

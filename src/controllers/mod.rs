@@ -29,7 +29,7 @@ use crate::cloud::CloudProvider;
 use crate::crds::{GameCell, MatchmakingPool, PlayerService, all_crds};
 use crate::telemetry::Metrics;
 use backoff::Backoff;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use placement::Placement;
 
 /// The field manager of every write the operator makes (server-side apply).
@@ -51,6 +51,11 @@ pub struct Context {
     pub backoff: Backoff,
     /// How often objects are looked at again.
     pub timings: Timings,
+    /// Every PlayerService, as the PlayerService controller's watch sees it (a cell reads its
+    /// services here instead of listing them on each reconcile, which is quadratic at scale).
+    pub services: Store<PlayerService>,
+    /// Every MatchmakingPool, likewise.
+    pub pools: Store<MatchmakingPool>,
 }
 
 /// Requeue intervals. The defaults suit production; tests shorten them.
@@ -90,6 +95,9 @@ pub enum Error {
     /// The finalizer bookkeeping failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A watch cache this reconcile reads was never filled (its watch stopped).
+    #[error("the {0} cache is unavailable")]
+    CacheUnavailable(&'static str),
     /// Deletion is waiting on the cloud (a store still creating, or deleting). Not a failure:
     /// it is returned as an error only because an `Ok` from a finalizer's cleanup releases the
     /// finalizer, and it is retried at the provisioning poll, without growing a backoff.
@@ -108,6 +116,7 @@ impl Error {
             Self::Cloud(e) => e.reason(),
             Self::Finalizer(_) => "FinalizerFailed",
             Self::CleanupPending(_) => "CleanupPending",
+            Self::CacheUnavailable(_) => "CacheUnavailable",
         }
     }
 }
@@ -117,7 +126,11 @@ impl Error {
 pub fn error_policy_backoff(error: &Error) -> Action {
     match error {
         Error::Cloud(e) if e.is_permanent() => Action::requeue(PERMANENT_RETRY),
-        Error::Kube(_) | Error::Cloud(_) | Error::Finalizer(_) | Error::CleanupPending(_) => {
+        Error::Kube(_)
+        | Error::Cloud(_)
+        | Error::Finalizer(_)
+        | Error::CleanupPending(_)
+        | Error::CacheUnavailable(_) => {
             Action::requeue(Duration::from_secs(10))
         }
         Error::MissingField(_) | Error::Serialize(_) => Action::await_change(),
@@ -196,15 +209,6 @@ pub async fn run(
     if !wait_for_crds(&client, shutdown.clone()).await {
         return;
     }
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics: metrics.clone(),
-        cloud,
-        placement: Placement::local(client.clone()),
-        backoff: Backoff::default(),
-        timings,
-    });
     let config = watcher::Config::default().any_semantic();
 
     // A cell's status aggregates its services: any change to a PlayerService or MatchmakingPool
@@ -226,6 +230,17 @@ pub async fn run(
     let pools = matchmakingpool::controller(client.clone(), config)
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        cloud,
+        placement: Placement::local(client.clone()),
+        backoff: Backoff::default(),
+        timings,
+        services: services.store(),
+        pools: pools.store(),
+    });
     let stores = (cells.store(), services.store(), pools.store());
     let mark_ready = {
         let metrics = metrics.clone();
