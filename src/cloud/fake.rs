@@ -51,9 +51,17 @@ pub struct FakeCloud {
     provisioning_polls: u32,
     /// Describes a deletion stays in `deleting`.
     deletion_polls: u32,
+    /// The shared cells' tenant databases, in memory.
+    tenant_databases: std::sync::Arc<crate::sqlstore::InMemoryTenantDatabases>,
 }
 
 impl FakeCloud {
+    /// The in-memory tenant databases of shared cells.
+    #[must_use]
+    pub fn tenant_databases_state(&self) -> &crate::sqlstore::InMemoryTenantDatabases {
+        &self.tenant_databases
+    }
+
     /// A fake where resources are ready at once and deletions complete at once.
     #[must_use]
     pub fn new() -> Self {
@@ -194,6 +202,10 @@ fn observed(identifier: &str, tags: BTreeMap<String, String>, ready: bool) -> Ob
 
 #[async_trait]
 impl CloudProvider for FakeCloud {
+    fn tenant_databases(&self) -> std::sync::Arc<dyn crate::sqlstore::TenantDatabases> {
+        self.tenant_databases.clone()
+    }
+
     async fn describe(
         &self,
         _scope: &Scope,
