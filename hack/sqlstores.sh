@@ -129,6 +129,8 @@ my_up() {
     mariadb-install-db "${user[@]}" --datadir="$MY_DATA" --auth-root-authentication-method=socket \
       --skip-test-db >"$SQL_DIR/mariadb-install.log" 2>&1 || { tail -n 20 "$SQL_DIR/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
   fi
+  touch "$MY_LOG"
+  [ "$(id -u)" -ne 0 ] || chown mysql: "$MY_LOG"
   log "mariadb: starting on 127.0.0.1:$MYSQL_PORT (log: $MY_LOG)"
   /usr/sbin/mariadbd --no-defaults "${user[@]}" --datadir="$MY_DATA" --bind-address=127.0.0.1 \
     --port="$MYSQL_PORT" --socket="$MY_RUN/mysqld.sock" --pid-file="$MY_RUN/mariadbd.pid" \

@@ -116,6 +116,7 @@ pub struct SqlAdmin {
     base: SdkConfig,
     writes: AtomicUsize,
     passes: AtomicUsize,
+    last_writing_pass_micros: AtomicUsize,
 }
 
 impl std::fmt::Debug for SqlAdmin {
@@ -134,6 +135,7 @@ impl SqlAdmin {
             base,
             writes: AtomicUsize::new(0),
             passes: AtomicUsize::new(0),
+            last_writing_pass_micros: AtomicUsize::new(0),
         }
     }
 
@@ -141,6 +143,16 @@ impl SqlAdmin {
     #[must_use]
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// How long the last pass that ran statements took, from fetching the master secret to
+    /// its last statement (`None` before the first).
+    #[must_use]
+    pub fn last_writing_pass(&self) -> Option<Duration> {
+        match self.last_writing_pass_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros as u64)),
+        }
     }
 
     /// Bootstrap passes that reached the instance since start.
@@ -484,6 +496,7 @@ impl TenantDatabases for SqlAdmin {
         };
         let override_value = std::env::var(override_var).ok();
         let target = target(store.endpoint, store.port, override_value.as_deref())?;
+        let started = std::time::Instant::now();
         let master = self.master(store).await?;
         let mut secrets: Vec<&str> = vec![master.password.as_str()];
         secrets.extend(tenants.iter().map(|t| t.password.as_str()));
@@ -495,6 +508,11 @@ impl TenantDatabases for SqlAdmin {
             .run_plan(&mut session, store, cell_uid, tenants, removal, &secrets)
             .await;
         session.close().await;
+        if result.as_ref().is_ok_and(|r| r.statements_run > 0) {
+            let micros = usize::try_from(started.elapsed().as_micros()).unwrap_or(usize::MAX);
+            self.last_writing_pass_micros
+                .store(micros.max(1), Ordering::Relaxed);
+        }
         result
     }
 }
