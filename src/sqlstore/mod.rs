@@ -477,6 +477,51 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_cell_is_not_ready_until_its_tenants_databases_are() {
+        use crate::controllers::gamecell::{Outcome, cell_status};
+        use crate::crds::conditions::READY;
+        use crate::crds::gamecell::DataStoreStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+        let spec: GameCellSpec = serde_json::from_value(serde_json::json!({
+            "tier": "Shared", "provider": {"aws": {"region": "eu-west-1"}},
+            "tenants": [{"name": "alpha", "namespace": "a"}],
+            "dataStores": {"sql": {"engine": "Postgres", "version": "16"}}
+        }))
+        .expect("spec");
+        let mut outcome = Outcome {
+            stores: vec![DataStoreStatus {
+                kind: "Sql".into(),
+                name: "sql".into(),
+                identifier: "gc-x-sql".into(),
+                state: "available".into(),
+                endpoint: None,
+                ready: true,
+            }],
+            total_stores: 1,
+            tenant_databases: Some((false, "SqlStatementFailed", "SQLSTATE 42P07".into())),
+            ..Outcome::default()
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let status_of = |outcome: &Outcome, type_: &str| {
+            cell_status(&spec, None, Some(1), outcome, &now)
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        assert_eq!(status_of(&outcome, READY).expect("Ready").0, "False");
+        assert_eq!(
+            status_of(&outcome, TENANT_DATABASES_READY),
+            Some(("False".into(), "SqlStatementFailed".into()))
+        );
+        outcome.tenant_databases = Some((true, "TenantDatabasesReady", "1 of 1".into()));
+        assert_eq!(status_of(&outcome, READY).expect("Ready").0, "True");
+        outcome.tenant_databases = None;
+        assert_eq!(status_of(&outcome, TENANT_DATABASES_READY), None);
+    }
+
+    #[test]
     fn generated_passwords_follow_the_policy_and_differ() {
         let a = generate_password().expect("password");
         let b = generate_password().expect("password");
