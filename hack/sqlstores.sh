@@ -138,7 +138,7 @@ my_up() {
   echo $! >"$MY_PID_FILE"
   wait_for "mariadb on 127.0.0.1:$MYSQL_PORT" 60 my_client -e "SELECT 1" \
     || { tail -n 20 "$MY_LOG" >&2; die "mariadb did not start"; }
-  my_client <<SQL
+  my_client --batch <<SQL
 DELETE FROM mysql.global_priv WHERE User = '';
 FLUSH PRIVILEGES;
 CREATE USER IF NOT EXISTS '$MASTER_USER'@'%' IDENTIFIED BY '$MASTER_PASSWORD';
@@ -152,7 +152,7 @@ my_down() {
   if pid=$(my_pid); then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     log "mariadb: stopped"
   fi
   rm -f "$MY_PID_FILE"
