@@ -521,3 +521,79 @@ async fn shared_mysql_tenants_get_isolated_databases_and_logins() {
     teardown(&client, name).await;
     operator.stop().await;
 }
+
+/// The master credentials are refused: a permanent `SqlMasterAuthFailed` (the cell stalls, no
+/// retry storm) whose message holds neither password; an instance without a readable master
+/// secret is `SqlMasterSecretUnavailable`.
+#[tokio::test]
+async fn bad_master_credentials_are_reported_without_secrets() {
+    use gamecell_operator::cell::tenant_sql::{DesiredTenant, Engine, Removal};
+    use gamecell_operator::cloud::Scope;
+    use gamecell_operator::sqlstore::{SqlError, StoreRef, TenantDatabases};
+
+    local_server(OVERRIDE_POSTGRES);
+    let config = aws_config::load_from_env().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let wrong = "WrongMasterPassword1234";
+    let arn = secrets
+        .create_secret()
+        .name(format!("rds!e2e-wrong-{}", std::process::id()))
+        .secret_string(json!({"username": MASTER.0, "password": wrong}).to_string())
+        .send()
+        .await
+        .expect("create secret in moto")
+        .arn
+        .expect("arn");
+    let sql = SqlAdmin::new(config);
+    let scope = Scope {
+        region: "us-east-1".into(),
+        assume_role: None,
+    };
+    let tenant_password = "TenantPassword0123456789abcdefgh";
+    let tenants = [DesiredTenant {
+        name: "nobody".into(),
+        password: tenant_password.into(),
+        password_known: false,
+    }];
+    fn store<'a>(scope: &'a Scope, arn: Option<&'a str>) -> StoreRef<'a> {
+        StoreRef {
+            scope,
+            identifier: "gc-e2e-sql",
+            engine: Engine::Postgres,
+            endpoint: None,
+            port: None,
+            master_secret_arn: arn,
+        }
+    }
+    let err = sql
+        .reconcile(&store(&scope, Some(&arn)), "uid", &tenants, Removal::Keep)
+        .await
+        .expect_err("wrong master password");
+    assert!(matches!(err, SqlError::MasterAuthFailed(_)), "{err:?}");
+    assert!(err.is_permanent());
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains(wrong) && !text.contains(tenant_password),
+        "{text}"
+    );
+    assert_eq!(sql.writes(), 0);
+
+    let missing = sql
+        .reconcile(&store(&scope, None), "uid", &tenants, Removal::Keep)
+        .await
+        .expect_err("no master secret");
+    assert_eq!(missing.reason(), "SqlMasterSecretUnavailable");
+    let gone = sql
+        .reconcile(
+            &store(
+                &scope,
+                Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!nope-AbCdEf"),
+            ),
+            "uid",
+            &tenants,
+            Removal::Keep,
+        )
+        .await
+        .expect_err("unknown secret");
+    assert_eq!(gone.reason(), "SqlMasterSecretUnavailable", "{gone}");
+}
