@@ -13,6 +13,9 @@ k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 up() {
   "$HACK_DIR/cluster.sh" up
   "$HACK_DIR/moto.sh" up
+  # Local Postgres and MariaDB stand in for the shared cells' RDS instances (tenant databases).
+  "$HACK_DIR/sqlstores.sh" up
+  eval "$("$HACK_DIR/sqlstores.sh" env)"
 
   log "installing the CRDs (config/crd/)"
   k apply --server-side -f "$REPO_ROOT/config/crd/" >/dev/null
@@ -31,6 +34,8 @@ up() {
     KUBECONFIG="$KUBECONFIG_PATH" GAMECELL_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
       AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
       AWS_REGION=us-east-1 RUST_LOG=info \
+      GAMECELL_SQL_ENDPOINT_OVERRIDE_POSTGRES="$GAMECELL_SQL_ENDPOINT_OVERRIDE_POSTGRES" \
+      GAMECELL_SQL_ENDPOINT_OVERRIDE_MYSQL="$GAMECELL_SQL_ENDPOINT_OVERRIDE_MYSQL" \
       "$bin/gamecell-operator" >"$LOG_DIR/operator.log" 2>&1 &
     echo $! >"$OPERATOR_PID"
   fi
@@ -83,6 +88,7 @@ down() {
     rm -f "$OPERATOR_PID"
   fi
   "$HACK_DIR/moto.sh" down
+  "$HACK_DIR/sqlstores.sh" down
   "$HACK_DIR/cluster.sh" down
 }
 

@@ -6,6 +6,7 @@ export GAMECELL_API_PORT="${GAMECELL_E2E_API_PORT:-17443}"
 export GAMECELL_ETCD_PORT=13379 GAMECELL_ETCD_PEER_PORT=13380
 export GAMECELL_KCM_PORT=21257 GAMECELL_SCHED_PORT=21259 GAMECELL_KWOK_PORT=21247
 export GAMECELL_MOTO_PORT="${GAMECELL_E2E_MOTO_PORT:-15001}"
+export GAMECELL_PG_PORT="${GAMECELL_E2E_PG_PORT:-17432}" GAMECELL_MYSQL_PORT="${GAMECELL_E2E_MYSQL_PORT:-17306}"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -13,6 +14,7 @@ start=$SECONDS
 cleanup() {
   local rc=$?
   "$HACK_DIR/moto.sh" down || true
+  "$HACK_DIR/sqlstores.sh" down || true
   "$HACK_DIR/cluster.sh" down || true
   if [ $rc -ne 0 ]; then log "e2e failed; component logs are in $LOG_DIR"; fi
   exit $rc
@@ -21,6 +23,9 @@ trap cleanup EXIT
 
 "$HACK_DIR/cluster.sh" up
 "$HACK_DIR/moto.sh" up
+# Local Postgres and MariaDB for shared cells' tenant databases (moto's RDS endpoints are fake).
+"$HACK_DIR/sqlstores.sh" up
+eval "$("$HACK_DIR/sqlstores.sh" env)"
 
 export KUBECONFIG="$KUBECONFIG_PATH"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"

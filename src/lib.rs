@@ -12,5 +12,6 @@ pub mod crdgen;
 pub mod crds;
 pub mod leader;
 pub mod matchmaker;
+pub mod sqlstore;
 pub mod telemetry;
 pub mod workload;

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod policy;
 pub mod resources;
 pub mod tenancy;
+pub mod tenant_sql;
 
 #[cfg(test)]
 mod properties;

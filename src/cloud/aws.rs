@@ -33,6 +33,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,6 +44,9 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Mutex;
+
+use crate::sqlstore::TenantDatabases;
+use crate::sqlstore::admin::SqlAdmin;
 
 use super::{
     BucketParams, CacheParams, CloudError, CloudProvider, DeleteProgress, DesiredResource,
@@ -79,6 +83,7 @@ pub struct AwsCloud {
     base: SdkConfig,
     s3_path_style: bool,
     clients: Mutex<HashMap<Scope, Clients>>,
+    tenant_sql: Arc<SqlAdmin>,
 }
 
 impl std::fmt::Debug for AwsCloud {
@@ -113,10 +118,17 @@ impl AwsCloud {
             || std::env::var_os("AWS_ENDPOINT_URL").is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         Self {
+            tenant_sql: Arc::new(SqlAdmin::new(config.clone())),
             base: config,
             s3_path_style,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The SQL bootstrap of shared cells' tenants on this cloud.
+    #[must_use]
+    pub fn sql_admin(&self) -> &Arc<SqlAdmin> {
+        &self.tenant_sql
     }
 
     async fn clients(&self, scope: &Scope) -> Clients {
@@ -124,23 +136,7 @@ impl AwsCloud {
         if let Some(clients) = cache.get(scope) {
             return clients.clone();
         }
-        let region = Region::new(scope.region.clone());
-        let mut builder = self.base.to_builder();
-        builder.set_region(Some(region.clone()));
-        if let Some(role) = &scope.assume_role {
-            // Credentials are fetched lazily on the first call and cached until they expire.
-            let provider = AssumeRoleProvider::builder(role.role_arn.clone())
-                .external_id(role.external_id.clone())
-                .session_name(SESSION_NAME)
-                .region(region)
-                .configure(&self.base)
-                .build()
-                .await;
-            builder.set_credentials_provider(Some(
-                aws_sdk_sts::config::SharedCredentialsProvider::new(provider),
-            ));
-        }
-        let config = builder.build();
+        let config = scoped_config(&self.base, scope).await;
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(self.s3_path_style)
             .build();
@@ -154,6 +150,27 @@ impl AwsCloud {
         cache.insert(scope.clone(), clients.clone());
         clients
     }
+}
+
+/// The SDK configuration of one scope: its region, and the customer's assumed role if any.
+pub async fn scoped_config(base: &SdkConfig, scope: &Scope) -> SdkConfig {
+    let region = Region::new(scope.region.clone());
+    let mut builder = base.to_builder();
+    builder.set_region(Some(region.clone()));
+    if let Some(role) = &scope.assume_role {
+        // Credentials are fetched lazily on the first call and cached until they expire.
+        let provider = AssumeRoleProvider::builder(role.role_arn.clone())
+            .external_id(role.external_id.clone())
+            .session_name(SESSION_NAME)
+            .region(region)
+            .configure(base)
+            .build()
+            .await;
+        builder.set_credentials_provider(Some(
+            aws_sdk_sts::config::SharedCredentialsProvider::new(provider),
+        ));
+    }
+    builder.build()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -587,6 +604,10 @@ fn wrong_params(kind: ResourceKind) -> CloudError {
 
 #[async_trait]
 impl CloudProvider for AwsCloud {
+    fn tenant_databases(&self) -> Arc<dyn TenantDatabases> {
+        self.tenant_sql.clone()
+    }
+
     async fn describe(
         &self,
         scope: &Scope,

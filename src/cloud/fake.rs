@@ -54,9 +54,17 @@ pub struct FakeCloud {
     deletion_polls: u32,
     /// Every cluster asked for exists, ACTIVE, in the caller's region (benchmarks).
     clusters_on_demand: bool,
+    /// The shared cells' tenant databases, in memory.
+    tenant_databases: std::sync::Arc<crate::sqlstore::InMemoryTenantDatabases>,
 }
 
 impl FakeCloud {
+    /// The in-memory tenant databases of shared cells.
+    #[must_use]
+    pub fn tenant_databases_state(&self) -> &crate::sqlstore::InMemoryTenantDatabases {
+        &self.tenant_databases
+    }
+
     /// A fake where resources are ready at once and deletions complete at once.
     #[must_use]
     pub fn new() -> Self {
@@ -220,6 +228,10 @@ fn state_refuses_delete(kind: ResourceKind, pending_polls: u32, refuse: bool) ->
 
 #[async_trait]
 impl CloudProvider for FakeCloud {
+    fn tenant_databases(&self) -> std::sync::Arc<dyn crate::sqlstore::TenantDatabases> {
+        self.tenant_databases.clone()
+    }
+
     async fn describe(
         &self,
         _scope: &Scope,

@@ -48,6 +48,10 @@ impl MeteredCloud {
 
 #[async_trait]
 impl CloudProvider for MeteredCloud {
+    fn tenant_databases(&self) -> Arc<dyn crate::sqlstore::TenantDatabases> {
+        self.inner.tenant_databases()
+    }
+
     async fn describe(
         &self,
         scope: &Scope,

@@ -370,6 +370,10 @@ pub trait CloudProvider: Send + Sync + 'static {
         final_snapshot: Option<&str>,
     ) -> Result<DeleteProgress, CloudError>;
 
+    /// The SQL bootstrap of shared cells (each tenant's database and login on the cell's SQL
+    /// store) in this cloud.
+    fn tenant_databases(&self) -> std::sync::Arc<dyn crate::sqlstore::TenantDatabases>;
+
     /// The EKS cluster with this name, or `None`.
     async fn describe_cluster(
         &self,

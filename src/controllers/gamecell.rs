@@ -26,12 +26,13 @@ use super::apply::{apply_cluster, apply_namespaced};
 use super::conditions::{Desired, find, merge};
 use super::status::apply_status;
 use super::{Context, Error, PERMANENT_RETRY};
-use crate::cell::connections::connection_data;
+use crate::cell::connections::{connection_data, with_sql_password};
 use crate::cell::policy::{
     Violation, adopted_violations, cluster_violations, spec_violations, tier_policy,
 };
 use crate::cell::resources::{desired_resources, owned_by};
 use crate::cell::tenancy::{CellIdentity, LABEL_CELL, connection_secret, tenant_objects};
+use crate::cell::tenant_sql::TENANT_DATABASES_READY;
 use crate::cloud::{
     AssumeRole, CloudError, CloudProvider, DeleteProgress, DesiredResource, ObservedResource,
     ResourceKind, Scope, naming,
@@ -39,6 +40,7 @@ use crate::cloud::{
 use crate::crds::conditions as cond;
 use crate::crds::gamecell::{DataStoreStatus, DeletionPolicy, GameCellStatus};
 use crate::crds::{GameCell, GameCellSpec, MatchmakingPool, PlayerService};
+use crate::sqlstore::{TenantDatabasesOutcome, ensure_tenant_databases};
 use crate::workload::summary::{planned_players, services_summary};
 
 /// The finalizer that keeps a GameCell until its cloud resources are dealt with.
@@ -134,6 +136,9 @@ pub struct Outcome {
     pub services: (usize, usize, Vec<String>),
     /// Players the bound services could hold at their ceiling, when it exceeds the capacity.
     pub over_capacity: Option<(i64, i64)>,
+    /// Shared cells with a SQL store: whether every tenant has its database and login, the
+    /// reason and the message (`None` for other cells).
+    pub tenant_databases: Option<(bool, &'static str, String)>,
 }
 
 fn summary(violations: &[Violation]) -> String {
@@ -253,7 +258,16 @@ pub fn cell_status(
             .as_ref()
             .map(|b| (b.reason, b.message.clone()))
     };
-    let ready = stall.is_none() && stores_ready && outcome.transient.is_none();
+    if let Some((ok, reason, message)) = &outcome.tenant_databases {
+        desired.push(Desired::new(
+            TENANT_DATABASES_READY,
+            *ok,
+            reason,
+            message.clone(),
+        ));
+    }
+    let tenants_ready = outcome.tenant_databases.as_ref().is_none_or(|t| t.0);
+    let ready = stall.is_none() && stores_ready && tenants_ready && outcome.transient.is_none();
     match &stall {
         Some((reason, message)) => {
             desired.push(Desired::new(cond::STALLED, true, reason, message.clone()));
@@ -286,16 +300,20 @@ pub fn cell_status(
             ));
         }
         None => {
-            let (reason, message) = outcome.transient.as_ref().map_or(
-                (
+            let (reason, message) = match (&outcome.transient, &outcome.tenant_databases) {
+                (Some(t), _) => (t.reason, t.message.clone()),
+                (None, Some((false, _, message))) if stores_ready => (
+                    "Provisioning",
+                    format!("waiting for the tenants' databases: {message}"),
+                ),
+                _ => (
                     "Provisioning",
                     format!(
                         "{ready_stores} of {} data stores available",
                         outcome.total_stores
                     ),
                 ),
-                |t| (t.reason, t.message.clone()),
-            );
+            };
             desired.push(Desired::new(cond::STALLED, false, reason, "progressing"));
             desired.push(Desired::new(
                 cond::RECONCILING,
@@ -663,9 +681,29 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         }
         prune_tenants(&client, ctx, cell, &uid).await?;
 
+        // 5b. Shared cells: each tenant's own database and login on the SQL store, before the
+        //     Secrets so that a new password is published only once the login has it.
+        let tenant_sql = ensure_tenant_databases(
+            &client,
+            ctx.cloud.tenant_databases().as_ref(),
+            spec,
+            &uid,
+            &desired,
+            &observed,
+            &scope,
+        )
+        .await?;
+        record_tenant_databases(&mut outcome, tenant_sql.as_ref());
+
         // 6. Connection Secrets in each tenant's namespace, for the stores that exist.
         for tenant in &spec.tenants {
-            for (store, data) in connection_data(spec, tenant, &desired, &observed) {
+            let password = tenant_sql
+                .as_ref()
+                .and_then(|t| t.passwords.get(&tenant.name))
+                .map(String::as_str);
+            let data =
+                with_sql_password(connection_data(spec, tenant, &desired, &observed), password);
+            for (store, data) in data {
                 let secret = connection_secret(identity, &tenant.namespace, store, data);
                 apply_namespaced(&client, &secret).await?;
             }
@@ -799,6 +837,25 @@ async fn prune_tenants(
         .await;
     }
     Ok(())
+}
+
+/// The tenant databases' condition, and their failure as a blocker (permanent) or a transient
+/// problem (backoff).
+fn record_tenant_databases(outcome: &mut Outcome, tenant_sql: Option<&TenantDatabasesOutcome>) {
+    let Some(t) = tenant_sql else { return };
+    outcome.tenant_databases = Some((t.ready, t.reason, t.message.clone()));
+    if t.ready || t.reason == "WaitingForStore" {
+        return;
+    }
+    let problem = Blocker {
+        reason: t.reason,
+        message: t.message.clone(),
+    };
+    if t.permanent {
+        outcome.blocker.get_or_insert(problem);
+    } else {
+        outcome.transient.get_or_insert(problem);
+    }
 }
 
 fn record_cloud_error(outcome: &mut Outcome, error: CloudError) {

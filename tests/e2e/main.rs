@@ -17,4 +17,5 @@ mod leader;
 mod operator;
 mod recovery;
 mod support;
+mod tenant_sql;
 mod workloads;
