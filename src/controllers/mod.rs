@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod backoff;
+pub mod cell_matchmaker;
 pub mod conditions;
 pub mod gamecell;
 pub mod matchmakingpool;
