@@ -24,8 +24,8 @@
 //!
 //! Steady state writes nothing: the document is rendered with a fixed field order and sorted
 //! pools, so the same pools render the same bytes. A pool change changes the ConfigMap (the
-//! matchmaker reloads the file without a restart) and the Deployment's own `config-hash`
-//! annotation (which wakes the pool controller), never the pod template: only an image or
+//! matchmaker reloads the file without a restart) and the Deployment's own `config-hash` label
+//! (which wakes the pool controller), never the pod template: only an image or
 //! resources change rolls the pod. Tokens are random, written once, and reused as long as the
 //! tenant's Secret holds one.
 //!
@@ -288,10 +288,11 @@ pub fn build(
         // Nothing that changes with the pools: a pool change reloads, it does not roll.
         annotations: BTreeMap::new(),
     });
-    deployment.metadata.annotations = Some(BTreeMap::from([(
-        ANNOTATION_CONFIG_HASH.to_owned(),
-        config_hash,
-    )]));
+    // A label, not an annotation: the API server bumps a Deployment's generation for an
+    // annotation change (so its rollout would look unfinished for a moment), not for a label.
+    if let Some(labels) = deployment.metadata.labels.as_mut() {
+        labels.insert(ANNOTATION_CONFIG_HASH.to_owned(), config_hash);
+    }
     let service = objects::service(&ident, NAME, labels, selector, MATCHMAKER_PORT);
     Ok(CellMatchmaker {
         config_map,
@@ -437,8 +438,8 @@ mod tests {
         let three = build(&c, IDENTITY, &served_pools(&c, &changed), &tokens()).expect("built");
         assert_ne!(one.config_map, three.config_map);
         assert_ne!(
-            one.deployment.metadata.annotations,
-            three.deployment.metadata.annotations
+            one.deployment.metadata.labels,
+            three.deployment.metadata.labels
         );
         assert_eq!(
             one.deployment.spec.as_ref().map(|s| &s.template),
