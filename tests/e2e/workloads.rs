@@ -1095,7 +1095,7 @@ async fn dedicated_and_enterprise_cells_place_restrict_and_refuse() {
         &json!([
             {"name": "MATCHMAKER_CONFIG", "value": "/etc/gamecell/matchmaker/matchmaker.json"},
             {"name": "MATCHMAKER_POOL", "value": "matchmaking"},
-            {"name": "MATCHMAKER_TENANT", "value": "wl-dedicated"},
+            {"name": "MATCHMAKER_TENANT", "value": "solo"},
             {"name": "MATCHMAKER_PORT", "value": "8080"},
             {"name": "MATCHMAKER_REGION", "value": "eu-west-1"}
         ]),
@@ -1112,13 +1112,13 @@ async fn dedicated_and_enterprise_cells_place_restrict_and_refuse() {
             .expect("JSON config");
     assert_eq!(
         doc,
-        json!({"version": 1, "cell": "wl-dedicated", "tenant": "wl-dedicated", "namespace": "wl-dedicated",
+        json!({"version": 1, "cell": "wl-dedicated", "tenant": "solo", "namespace": "wl-dedicated",
                "pool": "matchmaking", "queues": [
-            {"id": "wl-dedicated/matchmaking/casual", "name": "casual", "playersPerMatch": 4, "teams": 2,
+            {"id": "solo/matchmaking/casual", "name": "casual", "playersPerMatch": 4, "teams": 2,
              "playersPerTeam": 2, "skillWindowInitial": 100, "skillWindowWideningPerSecond": 10,
              "skillWindowMaximum": 500, "maxLatencyMs": 100, "regions": ["us-east-1"],
              "timeoutSeconds": 120, "backfill": false},
-            {"id": "wl-dedicated/matchmaking/ranked", "name": "ranked", "playersPerMatch": 4, "teams": 2,
+            {"id": "solo/matchmaking/ranked", "name": "ranked", "playersPerMatch": 4, "teams": 2,
              "playersPerTeam": 2, "skillWindowInitial": 100, "skillWindowWideningPerSecond": 10,
              "skillWindowMaximum": 500, "maxLatencyMs": 100, "regions": ["eu-west-1", "us-east-1"],
              "timeoutSeconds": 120, "backfill": false}
