@@ -79,7 +79,7 @@ impl Access {
     }
 
     /// The tenant a request acts as: `Ok(None)` when open, `Ok(Some(tenant))` for a known token.
-    fn caller(&self, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    fn caller(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
         let Some(lock) = &self.tenants else {
             return Ok(None);
         };
@@ -87,10 +87,10 @@ impl Access {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(tokens) = guard.as_ref() else {
-            return Err(json_response(
+            return Err(Box::new(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &error_body("NotReady", "tenant credentials are not loaded yet"),
-            ));
+            )));
         };
         let token = headers
             .get(header::AUTHORIZATION)
@@ -110,7 +110,7 @@ impl Access {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
-                Err(response)
+                Err(Box::new(response))
             }
         }
     }
@@ -118,24 +118,26 @@ impl Access {
 
 /// The tenant a request may act as: the caller's, refusing another one it names (403); or, when
 /// open, the one it names.
-fn tenant_for(caller: Option<&str>, named: Option<&str>) -> Result<Option<String>, Response> {
+fn tenant_for(caller: Option<&str>, named: Option<&str>) -> Result<Option<String>, Box<Response>> {
     match (caller, named) {
-        (Some(own), Some(other)) if own != other => Err(json_response(
+        (Some(own), Some(other)) if own != other => Err(Box::new(json_response(
             StatusCode::FORBIDDEN,
             &error_body(
                 "Forbidden",
                 &format!("this token acts as tenant {own} only, not {other}"),
             ),
-        )),
+        ))),
         (Some(own), _) => Ok(Some(own.to_owned())),
         (None, named) => Ok(named.map(str::to_owned)),
     }
 }
 
 /// Refuses an object of another tenant as if it did not exist.
-fn owned_by(caller: Option<&str>, tenant: &str, id: &str) -> Result<(), Response> {
+fn owned_by(caller: Option<&str>, tenant: &str, id: &str) -> Result<(), Box<Response>> {
     match caller {
-        Some(own) if own != tenant => Err(error_response(&EngineError::NotFound(id.to_owned()))),
+        Some(own) if own != tenant => Err(Box::new(error_response(&EngineError::NotFound(
+            id.to_owned(),
+        )))),
         _ => Ok(()),
     }
 }
@@ -253,11 +255,11 @@ async fn queues(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let tenant = match tenant_for(caller.as_deref(), q.tenant.as_deref()) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     json_response(
         StatusCode::OK,
@@ -268,7 +270,7 @@ async fn queues(
 async fn create(State(engine): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut req: NewTicket = match parse(&body) {
         Ok(r) => r,
@@ -276,7 +278,7 @@ async fn create(State(engine): State<Shared>, headers: HeaderMap, body: Bytes) -
     };
     match tenant_for(caller.as_deref(), req.tenant.as_deref()) {
         Ok(t) => req.tenant = t,
-        Err(r) => return r,
+        Err(r) => return *r,
     }
     match engine.create_ticket(req, unix_ms()) {
         Ok((view, true)) => json_response(StatusCode::CREATED, &view),
@@ -294,7 +296,7 @@ struct Batch {
 async fn create_batch(State(engine): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut batch: Batch = match parse(&body) {
         Ok(r) => r,
@@ -307,7 +309,7 @@ async fn create_batch(State(engine): State<Shared>, headers: HeaderMap, body: By
     for ticket in &mut batch.tickets {
         match tenant_for(caller.as_deref(), ticket.tenant.as_deref()) {
             Ok(t) => ticket.tenant = t,
-            Err(r) => return r,
+            Err(r) => return *r,
         }
     }
     let now = unix_ms();
@@ -345,10 +347,10 @@ async fn read_ticket(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_ticket(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     let deadline = tokio::time::Instant::now() + wait_of(q.wait_seconds);
     let mut rx = match engine.subscribe(&id) {
@@ -398,10 +400,10 @@ async fn watch_ticket(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_ticket(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     let rx = match engine.subscribe(&id) {
         Ok(rx) => rx,
@@ -451,31 +453,37 @@ async fn watch_ticket(
 }
 
 /// Refuses a ticket of another tenant than the caller's (404, as if unknown).
-fn own_ticket(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Response> {
+fn own_ticket(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Box<Response>> {
     if caller.is_none() {
         return Ok(());
     }
-    let view = engine.ticket(id).map_err(|e| error_response(&e))?;
+    let view = engine
+        .ticket(id)
+        .map_err(|e| Box::new(error_response(&e)))?;
     owned_by(caller, &view.tenant, id)
 }
 
 /// Refuses a match of another tenant than the caller's (404, as if unknown).
-fn own_match(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Response> {
+fn own_match(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Box<Response>> {
     if caller.is_none() {
         return Ok(());
     }
-    let view = engine.get_match(id).map_err(|e| error_response(&e))?;
+    let view = engine
+        .get_match(id)
+        .map_err(|e| Box::new(error_response(&e)))?;
     owned_by(caller, &view.tenant, id)
 }
 
 /// Refuses a backfill request for a match of another tenant (404, as if unknown).
-fn own_backfill(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Response> {
+fn own_backfill(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Box<Response>> {
     if caller.is_none() {
         return Ok(());
     }
-    let view = engine.get_backfill(id).map_err(|e| error_response(&e))?;
+    let view = engine
+        .get_backfill(id)
+        .map_err(|e| Box::new(error_response(&e)))?;
     own_match(engine, caller, &view.match_id)
-        .map_err(|_| error_response(&EngineError::NotFound(id.to_owned())))
+        .map_err(|_| Box::new(error_response(&EngineError::NotFound(id.to_owned()))))
 }
 
 async fn cancel_ticket(
@@ -485,10 +493,10 @@ async fn cancel_ticket(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_ticket(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     match engine.cancel_ticket(&id, unix_ms()) {
         Ok(v) => json_response(StatusCode::OK, &v),
@@ -514,11 +522,11 @@ async fn feed(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let tenant = match tenant_for(caller.as_deref(), q.tenant.as_deref()) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(queue) = q.queue.as_deref() else {
         return bad_request("the queue parameter is required");
@@ -551,10 +559,10 @@ async fn read_match(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_match(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     match engine.get_match(&id) {
         Ok(v) => json_response(StatusCode::OK, &v),
@@ -576,10 +584,10 @@ async fn backfill(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_match(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     let req: BackfillRequest = match parse(&body) {
         Ok(r) => r,
@@ -601,10 +609,10 @@ async fn read_backfill(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_backfill(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     match engine.get_backfill(&id) {
         Ok(v) => json_response(StatusCode::OK, &v),
@@ -619,10 +627,10 @@ async fn cancel_backfill(
 ) -> Response {
     let caller = match engine.access.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = own_backfill(&engine, caller.as_deref(), &id) {
-        return r;
+        return *r;
     }
     match engine.cancel_backfill(&id, unix_ms()) {
         Ok(v) => json_response(StatusCode::OK, &v),

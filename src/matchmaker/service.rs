@@ -177,7 +177,6 @@ impl Service {
     }
 
     /// The API's routes, with this service's access rules.
-    #[must_use]
     pub fn router(&self) -> axum::Router {
         api::router_with(self.engine.clone(), self.access.clone())
     }

@@ -161,7 +161,7 @@ pub fn serves(document: &str, config: &MatchmakerConfig) -> bool {
     };
     doc["pools"]
         .as_array()
-        .is_some_and(|pools| pools.iter().any(|p| *p == want))
+        .is_some_and(|pools| pools.contains(&want))
 }
 
 /// The URL tenants reach the cell matchmaker at.
