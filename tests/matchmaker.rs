@@ -1,6 +1,7 @@
 //! Integration tests of the `matchmaker` binary: it runs on 127.0.0.1 with a temporary
 //! configuration file, is fed tickets over its HTTP API and returns matches; it reloads its
-//! configuration (a ConfigMap-style symlink swap) without a restart; tenants are limited.
+//! configuration (a ConfigMap-style symlink swap) without a restart; tenants are limited; with
+//! tenant credentials, a token acts as its own tenant only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -60,13 +61,27 @@ fn start(dir: PathBuf, config: &Path, extra: &[&str]) -> Matchmaker {
 
 /// One HTTP/1.1 request to 127.0.0.1; the status and the body (JSON when it parses).
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    http_as(port, None, method, path, body)
+}
+
+/// [`http`] with `Authorization: Bearer <token>` when a token is given.
+fn http_as(
+    port: u16,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let payload = body.map(Value::to_string).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     );
     stream.write_all(request.as_bytes()).expect("write");
@@ -450,4 +465,212 @@ fn one_tenant_cannot_flood_another() {
         (status, &err["error"]["code"]),
         (400, &json!("TenantRequired"))
     );
+}
+
+fn sha256_hex(token: &str) -> String {
+    gamecell_operator::matchmaker::config::token_hash(token)
+}
+
+#[test]
+fn a_tenant_token_cannot_act_as_another_tenant() {
+    let dir = temp_dir("tokens");
+    let config = dir.join("pools.json");
+    let pool = |tenant: &str| {
+        json!({"tenant": tenant, "pool": "mm", "queues": [{"name": "q", "playersPerMatch": 2, "teams": 1,
+               "skillWindow": {"initial": 10, "maximum": 10}, "backfill": true}]})
+    };
+    std::fs::write(
+        &config,
+        json!({"pools": [pool("alpha"), pool("beta")]}).to_string(),
+    )
+    .expect("config");
+    let (token_a, token_b) = ("alpha-secret-token", "beta-secret-token");
+    let tokens = dir.join("tenants.json");
+    std::fs::write(
+        &tokens,
+        json!({"tenants": {"alpha": sha256_hex(token_a)}}).to_string(),
+    )
+    .expect("tokens");
+    let tokens_arg = tokens.display().to_string();
+    let mm = start(dir, &config, &["--tenant-tokens", &tokens_arg]);
+    let port = mm.port;
+    let (a, b) = (Some(token_a), Some(token_b));
+    wait_until("ready", || http(port, "GET", "/readyz", None).0 == 200);
+    let ticket = |tenant: Option<&str>, id: &str| {
+        let mut t = json!({"queue": "q", "players": [{"id": id, "skill": 1.0}]});
+        if let Some(tenant) = tenant {
+            t["tenant"] = json!(tenant);
+        }
+        t
+    };
+
+    // No token, an unknown token (beta's is not loaded yet): 401, nothing created.
+    for token in [None, b, Some("alpha")] {
+        let (status, err) = http_as(port, token, "POST", "/v1/tickets", Some(&ticket(None, "x")));
+        assert_eq!(
+            (status, &err["error"]["code"]),
+            (401, &json!("Unauthorized")),
+            "{token:?}"
+        );
+        assert!(
+            !err.to_string().contains(token_a),
+            "no credential in an answer"
+        );
+    }
+    assert_eq!(http_as(port, None, "GET", "/v1/queues", None).0, 401);
+
+    // Alpha's token acts as alpha: without naming it, and naming it.
+    let (status, mine) = http_as(port, a, "POST", "/v1/tickets", Some(&ticket(None, "a1")));
+    assert_eq!((status, &mine["tenant"]), (201, &json!("alpha")), "{mine}");
+    let mine = mine["id"].as_str().expect("id").to_owned();
+    let (status, _) = http_as(
+        port,
+        a,
+        "POST",
+        "/v1/tickets",
+        Some(&ticket(Some("alpha"), "a2")),
+    );
+    assert_eq!(status, 201);
+    let (_, queues) = http_as(port, a, "GET", "/v1/queues", None);
+    let ids: Vec<&str> = queues["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter_map(|q| q["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["alpha/mm/q"], "only its own queues");
+
+    // ... and never as beta: creating, batching, listing, reading the feed: 403.
+    let (status, err) = http_as(
+        port,
+        a,
+        "POST",
+        "/v1/tickets",
+        Some(&ticket(Some("beta"), "b1")),
+    );
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (403, &json!("Forbidden")),
+        "{err}"
+    );
+    let batch = json!({"tickets": [ticket(None, "a3"), ticket(Some("beta"), "b2")]});
+    assert_eq!(
+        http_as(port, a, "POST", "/v1/tickets/batch", Some(&batch)).0,
+        403
+    );
+    assert_eq!(
+        http_as(port, a, "GET", "/v1/queues?tenant=beta", None).0,
+        403
+    );
+    assert_eq!(
+        http_as(port, a, "GET", "/v1/matches?tenant=beta&queue=q", None).0,
+        403
+    );
+
+    // Beta gets its credential (a Secret update): the file is reloaded without a restart.
+    std::fs::write(
+        &tokens,
+        json!({"tenants": {"alpha": sha256_hex(token_a), "beta": sha256_hex(token_b)}}).to_string(),
+    )
+    .expect("tokens");
+    wait_until("beta's token accepted", || {
+        http_as(port, b, "GET", "/v1/queues", None).0 == 200
+    });
+    // Nothing of alpha's batch was created: beta's queue is empty, alpha still waits on its own.
+    let (_, queues) = http_as(port, b, "GET", "/v1/queues", None);
+    assert_eq!(queues["queues"][0]["pending"], 0, "{queues}");
+    let (status, theirs) = http_as(port, b, "POST", "/v1/tickets", Some(&ticket(None, "b3")));
+    assert_eq!(
+        (status, &theirs["tenant"]),
+        (201, &json!("beta")),
+        "{theirs}"
+    );
+    let theirs = theirs["id"].as_str().expect("id").to_owned();
+
+    // Beta cannot read, watch or cancel alpha's ticket by its id: 404, as if it did not exist.
+    for (method, path) in [
+        ("GET", format!("/v1/tickets/{mine}")),
+        ("GET", format!("/v1/tickets/{mine}/events?waitSeconds=0")),
+        ("DELETE", format!("/v1/tickets/{mine}")),
+    ] {
+        let (status, err) = http_as(port, b, method, &path, None);
+        assert_eq!(
+            (status, &err["error"]["code"]),
+            (404, &json!("NotFound")),
+            "{method} {path}"
+        );
+    }
+    let (status, t) = http_as(port, a, "GET", &format!("/v1/tickets/{mine}"), None);
+    assert_eq!(status, 200);
+    assert_ne!(t["state"], "Cancelled", "beta's cancel did nothing");
+
+    // Alpha's two tickets match each other; beta cannot read the match or ask for backfill.
+    let (_, t) = http_as(
+        port,
+        a,
+        "GET",
+        &format!("/v1/tickets/{mine}?waitSeconds=10"),
+        None,
+    );
+    assert_eq!(t["state"], "Matched", "{t}");
+    let match_id = t["assignment"]["matchId"]
+        .as_str()
+        .expect("match")
+        .to_owned();
+    assert_eq!(
+        http_as(port, b, "GET", &format!("/v1/matches/{match_id}"), None).0,
+        404
+    );
+    let lost = json!({"lostPlayers": ["a1"]});
+    assert_eq!(
+        http_as(
+            port,
+            b,
+            "POST",
+            &format!("/v1/matches/{match_id}/backfill"),
+            Some(&lost)
+        )
+        .0,
+        404
+    );
+    let (status, backfill) = http_as(
+        port,
+        a,
+        "POST",
+        &format!("/v1/matches/{match_id}/backfill"),
+        Some(&lost),
+    );
+    assert_eq!(status, 201, "{backfill}");
+    let backfill = backfill["id"].as_str().expect("backfill").to_owned();
+    assert_eq!(
+        http_as(port, b, "GET", &format!("/v1/backfills/{backfill}"), None).0,
+        404
+    );
+    assert_eq!(
+        http_as(
+            port,
+            b,
+            "DELETE",
+            &format!("/v1/backfills/{backfill}"),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        http_as(port, a, "GET", &format!("/v1/backfills/{backfill}"), None).0,
+        200
+    );
+
+    // Alpha cannot touch beta's ticket either; beta can.
+    assert_eq!(
+        http_as(port, a, "DELETE", &format!("/v1/tickets/{theirs}"), None).0,
+        404
+    );
+    assert_eq!(
+        http_as(port, b, "DELETE", &format!("/v1/tickets/{theirs}"), None).0,
+        200
+    );
+    // Health needs no token.
+    assert_eq!(http(port, "GET", "/livez", None).0, 200);
 }

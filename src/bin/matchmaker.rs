@@ -2,7 +2,9 @@
 //!
 //! Reads the pool's configuration (`MATCHMAKER_CONFIG`, the ConfigMap the controller writes),
 //! reloads it when it changes, matches every queue every `--tick-ms`, and serves the HTTP/JSON
-//! API of `docs/matchmaker-api.md` with `/livez`, `/readyz` and `/metrics`.
+//! API of `docs/matchmaker-api.md` with `/livez`, `/readyz` and `/metrics`. With
+//! `MATCHMAKER_TENANT_TOKENS` (the shared cell matchmaker) every request acts as the tenant of
+//! its bearer token only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -35,6 +37,10 @@ struct Args {
     /// Tenant of configuration documents that name none.
     #[arg(long, env = "MATCHMAKER_TENANT")]
     tenant: Option<String>,
+    /// Tenant credentials file (`{"tenants": {"<tenant>": "<sha256 hex of its token>"}}`): when
+    /// set, every API request needs a tenant's bearer token and acts as that tenant only.
+    #[arg(long, env = "MATCHMAKER_TENANT_TOKENS")]
+    tenant_tokens: Option<PathBuf>,
     /// Pool of configuration documents that name none.
     #[arg(long, env = "MATCHMAKER_POOL")]
     pool: Option<String>,
@@ -77,26 +83,29 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     init_logging(args.log_format, &args.log_filter)?;
-    let service = Service::start(ServiceOptions {
-        config_paths: args.config,
-        defaults: Defaults {
-            tenant: args.tenant,
-            pool: args.pool,
-            region: args.region,
+    let service = Service::start_with_tenant_tokens(
+        ServiceOptions {
+            config_paths: args.config,
+            defaults: Defaults {
+                tenant: args.tenant,
+                pool: args.pool,
+                region: args.region,
+            },
+            engine: EngineOptions {
+                default_tenant_limit: args.max_open_tickets_per_tenant,
+                retention_ms: args.retention_seconds.saturating_mul(1000),
+                anchor_budget: args.anchor_budget.max(1),
+            },
+            tick: Duration::from_millis(args.tick_ms.max(1)),
+            reload: Duration::from_millis(args.reload_ms.max(10)),
         },
-        engine: EngineOptions {
-            default_tenant_limit: args.max_open_tickets_per_tenant,
-            retention_ms: args.retention_seconds.saturating_mul(1000),
-            anchor_budget: args.anchor_budget.max(1),
-        },
-        tick: Duration::from_millis(args.tick_ms.max(1)),
-        reload: Duration::from_millis(args.reload_ms.max(10)),
-    })?;
+        args.tenant_tokens,
+    )?;
     let (listener, addr) = service::bind(SocketAddr::new(args.host, args.port)).await?;
     // A plain line on stdout, so tests and scripts can learn the port chosen for port 0.
     println!("matchmaker listening on {addr}");
     tracing::info!(%addr, "matchmaker listening");
-    service::serve(listener, service.engine(), shutdown_signal()).await?;
+    service::serve_router(listener, service.router(), shutdown_signal()).await?;
     service.stop();
     tracing::info!("matchmaker stopped");
     Ok(())

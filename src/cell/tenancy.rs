@@ -18,7 +18,14 @@
 //! | NetworkPolicies            | none              | 4 (+1)     | 4 (+1)            |
 //!
 //! (+1): `gamecell-allow-datastores`, only when the cell declares a store that lives inside the
-//! VPC (SQL or cache).
+//! VPC (SQL or cache). Shared tenants also get `gamecell-allow-cell-matchmaker`: egress to the
+//! cell matchmaker's port in the cell's shared-services namespace, and nowhere else there.
+//!
+//! A Shared cell also has a namespace of its own for the services it shares between tenants
+//! ([`shared_services_objects`]): `gamecell-<cell>`, labelled with the cell (no tenant), the
+//! tenants' Pod Security labels, a default-deny, DNS egress, and ingress to the cell matchmaker's
+//! port from exactly this cell's tenant namespaces (by `kubernetes.io/metadata.name`, a label only
+//! the API server sets, so neither another cell's tenant nor a relabelled namespace gets in).
 
 use std::collections::BTreeMap;
 
@@ -31,7 +38,9 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crds::gamecell::{CellTier, GameCellSpec, SqlEngine, TenantQuota, TenantSpec};
@@ -64,6 +73,18 @@ pub const NETPOL_DNS: &str = "gamecell-allow-dns";
 pub const NETPOL_EGRESS_EXTERNAL: &str = "gamecell-allow-egress-external";
 /// NetworkPolicy allowing egress to the cell's in-VPC data stores on their ports.
 pub const NETPOL_DATASTORES: &str = "gamecell-allow-datastores";
+/// NetworkPolicy of a Shared tenant allowing egress to the cell matchmaker's port.
+pub const NETPOL_CELL_MATCHMAKER: &str = "gamecell-allow-cell-matchmaker";
+/// NetworkPolicy of the shared-services namespace admitting the cell's tenants to the matchmaker.
+pub const NETPOL_TENANTS_TO_MATCHMAKER: &str = "gamecell-allow-tenants-to-matchmaker";
+/// Component label value of the cell's shared services (the namespace and the cell matchmaker).
+pub const COMPONENT_SHARED_SERVICES: &str = "shared-services";
+/// Component label value of the cell matchmaker's pods, which the policies select.
+pub const COMPONENT_CELL_MATCHMAKER: &str = "cell-matchmaker";
+/// Port the cell matchmaker serves on (the built-in matchmaker's port).
+pub const CELL_MATCHMAKER_PORT: i32 = 8080;
+/// The label the API server sets on every namespace to its name.
+const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
 /// Component label values.
 const COMPONENT_NAMESPACE: &str = "namespace";
@@ -374,7 +395,170 @@ fn network_policies(
     if let Some(policy) = allow_datastores(cell, spec, tenant) {
         policies.push(policy);
     }
+    if spec.tier == CellTier::Shared {
+        policies.push(allow_cell_matchmaker(cell, tenant));
+    }
     policies
+}
+
+/// `gamecell-allow-cell-matchmaker` (Shared): egress to the cell matchmaker's pods in the cell's
+/// shared-services namespace, on its port only. The namespace is pinned by the label the API
+/// server sets to its name, and the pods by the cell matchmaker's component label.
+fn allow_cell_matchmaker(cell: CellIdentity<'_>, tenant: &TenantSpec) -> NetworkPolicy {
+    network_policy(
+        cell,
+        tenant,
+        NETPOL_CELL_MATCHMAKER,
+        NetworkPolicySpec {
+            pod_selector: all_pods(),
+            policy_types: policy_types(&["Egress"]),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: selector(
+                        LABEL_NAMESPACE_NAME,
+                        &shared_services_namespace(cell.name),
+                    ),
+                    pod_selector: selector(LABEL_COMPONENT, COMPONENT_CELL_MATCHMAKER),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("TCP", CELL_MATCHMAKER_PORT)]),
+            }]),
+            ..NetworkPolicySpec::default()
+        },
+    )
+}
+
+/// The namespace of a Shared cell's shared services: `gamecell-<cell>` (cut and hashed to stay
+/// a DNS label). Deterministic; [`shared_namespace_conflict`] says when it cannot be the cell's.
+#[must_use]
+pub fn shared_services_namespace(cell: &str) -> String {
+    crate::workload::meta::bounded_name(&["gamecell", cell])
+}
+
+/// Why the cell cannot use its shared-services namespace, if it cannot: a tenant of the cell
+/// lives in a namespace of that name, or the namespace exists and another object owns it (a
+/// tenant namespace of another cell, or one someone created by hand). `existing_owner_uids` are
+/// the controller owner UIDs of the namespace as it exists (`None`: it does not exist).
+#[must_use]
+pub fn shared_namespace_conflict(
+    cell: CellIdentity<'_>,
+    spec: &GameCellSpec,
+    existing_owner_uids: Option<&[String]>,
+) -> Option<String> {
+    let name = shared_services_namespace(cell.name);
+    if let Some(t) = spec.tenants.iter().find(|t| t.namespace == name) {
+        return Some(format!(
+            "tenant {} lives in namespace {name}, which is the cell's shared-services namespace: move the tenant to another namespace",
+            t.name
+        ));
+    }
+    match existing_owner_uids {
+        Some(uids) if !uids.iter().any(|u| u == cell.uid) => Some(format!(
+            "namespace {name} exists and is not this cell's: the cell matchmaker needs it; delete or rename that namespace"
+        )),
+        _ => None,
+    }
+}
+
+/// The shared-services namespace of a Shared cell and its NetworkPolicies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedServicesObjects {
+    /// `gamecell-<cell>`.
+    pub namespace: Namespace,
+    /// Default-deny, DNS egress, tenants to the matchmaker; in that order.
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+/// The shared-services namespace of a Shared cell, or `None` for other tiers.
+#[must_use]
+pub fn shared_services_objects(
+    cell: CellIdentity<'_>,
+    spec: &GameCellSpec,
+) -> Option<SharedServicesObjects> {
+    if spec.tier != CellTier::Shared {
+        return None;
+    }
+    let name = shared_services_namespace(cell.name);
+    let mut labels = cell_labels(cell.name, COMPONENT_SHARED_SERVICES);
+    labels.insert(PSA_ENFORCE.to_owned(), "baseline".to_owned());
+    labels.insert(PSA_ENFORCE_VERSION.to_owned(), "latest".to_owned());
+    labels.insert(PSA_AUDIT.to_owned(), "restricted".to_owned());
+    labels.insert(PSA_WARN.to_owned(), "restricted".to_owned());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![owner_reference(cell)]),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let policy = |policy_name: &str, spec: NetworkPolicySpec| NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(policy_name.to_owned()),
+            namespace: Some(name.clone()),
+            labels: Some(cell_labels(cell.name, COMPONENT_NETWORK_POLICY)),
+            owner_references: Some(vec![owner_reference(cell)]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+    };
+    let mut tenant_namespaces: Vec<String> =
+        spec.tenants.iter().map(|t| t.namespace.clone()).collect();
+    tenant_namespaces.sort();
+    tenant_namespaces.dedup();
+    let network_policies = vec![
+        policy(
+            NETPOL_DEFAULT_DENY,
+            NetworkPolicySpec {
+                pod_selector: all_pods(),
+                policy_types: policy_types(&["Ingress", "Egress"]),
+                ..NetworkPolicySpec::default()
+            },
+        ),
+        policy(
+            NETPOL_DNS,
+            NetworkPolicySpec {
+                pod_selector: all_pods(),
+                policy_types: policy_types(&["Egress"]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: selector(LABEL_NAMESPACE_NAME, "kube-system"),
+                        pod_selector: selector("k8s-app", "kube-dns"),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+                }]),
+                ..NetworkPolicySpec::default()
+            },
+        ),
+        policy(
+            NETPOL_TENANTS_TO_MATCHMAKER,
+            NetworkPolicySpec {
+                pod_selector: selector(LABEL_COMPONENT, COMPONENT_CELL_MATCHMAKER),
+                policy_types: policy_types(&["Ingress"]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector {
+                            match_expressions: Some(vec![LabelSelectorRequirement {
+                                key: LABEL_NAMESPACE_NAME.to_owned(),
+                                operator: "In".to_owned(),
+                                values: Some(tenant_namespaces),
+                            }]),
+                            ..LabelSelector::default()
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(vec![port("TCP", CELL_MATCHMAKER_PORT)]),
+                }]),
+                ..NetworkPolicySpec::default()
+            },
+        ),
+    ];
+    Some(SharedServicesObjects {
+        namespace,
+        network_policies,
+    })
 }
 
 fn network_policy(
@@ -699,7 +883,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_tenant_gets_quota_limits_and_four_policies_under_baseline() {
+    fn shared_tenant_gets_quota_limits_and_five_policies_under_baseline() {
         let all = tenant_objects(CELL, &shared_spec());
         assert_eq!(all.len(), 3);
         for objects in &all {
@@ -716,7 +900,8 @@ mod tests {
                     NETPOL_DEFAULT_DENY,
                     NETPOL_SAME_NAMESPACE,
                     NETPOL_DNS,
-                    NETPOL_EGRESS_EXTERNAL
+                    NETPOL_EGRESS_EXTERNAL,
+                    NETPOL_CELL_MATCHMAKER
                 ]
             );
         }
@@ -803,7 +988,20 @@ mod tests {
                 }
                 for policy in &objects.network_policies {
                     for peer in peers(policy) {
-                        if policy.metadata.name.as_deref() == Some(NETPOL_DNS) {
+                        if policy.metadata.name.as_deref() == Some(NETPOL_CELL_MATCHMAKER) {
+                            // The one namespace a tenant may reach: its cell's shared services.
+                            assert_eq!(
+                                peer.namespace_selector,
+                                selector(
+                                    "kubernetes.io/metadata.name",
+                                    &shared_services_namespace(CELL.name)
+                                )
+                            );
+                            assert_eq!(
+                                peer.pod_selector,
+                                selector(LABEL_COMPONENT, COMPONENT_CELL_MATCHMAKER)
+                            );
+                        } else if policy.metadata.name.as_deref() == Some(NETPOL_DNS) {
                             assert_eq!(
                                 peer.namespace_selector,
                                 selector("kubernetes.io/metadata.name", "kube-system")
@@ -871,10 +1069,149 @@ mod tests {
     }
 
     #[test]
+    fn shared_tenants_reach_the_cell_matchmaker_port_only() {
+        let all = tenant_objects(CELL, &shared_spec());
+        let policy = all[0].network_policies.last().expect("policy");
+        assert_eq!(
+            policy.metadata.name.as_deref(),
+            Some(NETPOL_CELL_MATCHMAKER)
+        );
+        assert_eq!(
+            serde_json::to_value(policy.spec.as_ref().expect("spec")).expect("json"),
+            json!({
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gamecell-eu-shared-1"}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "cell-matchmaker"}}
+                    }],
+                    "ports": [{"protocol": "TCP", "port": 8080}]
+                }]
+            })
+        );
+        for spec in [enterprise_spec(), dedicated_spec(None)] {
+            for objects in tenant_objects(CELL, &spec) {
+                assert!(!policy_names(&objects).contains(&NETPOL_CELL_MATCHMAKER));
+            }
+        }
+    }
+
+    #[test]
+    fn the_shared_services_namespace_admits_only_this_cells_tenants() {
+        let spec = shared_spec();
+        let objects = shared_services_objects(CELL, &spec).expect("shared cell");
+        let ns = &objects.namespace.metadata;
+        assert_eq!(ns.name.as_deref(), Some("gamecell-eu-shared-1"));
+        assert_eq!(label(ns, LABEL_CELL), Some(CELL.name));
+        assert_eq!(label(ns, LABEL_TENANT), None, "the cell's, no tenant's");
+        assert_eq!(label(ns, PSA_ENFORCE), Some("baseline"));
+        assert_eq!(label(ns, PSA_WARN), Some("restricted"));
+        assert_eq!(ns.owner_references, Some(vec![owner_reference(CELL)]));
+        let names: Vec<&str> = objects
+            .network_policies
+            .iter()
+            .map(|p| p.metadata.name.as_deref().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                NETPOL_DEFAULT_DENY,
+                NETPOL_DNS,
+                NETPOL_TENANTS_TO_MATCHMAKER
+            ]
+        );
+        for p in &objects.network_policies {
+            assert_eq!(
+                p.metadata.namespace.as_deref(),
+                Some("gamecell-eu-shared-1")
+            );
+        }
+        let specs: Vec<Value> = objects
+            .network_policies
+            .iter()
+            .map(|p| serde_json::to_value(p.spec.as_ref().expect("spec")).expect("json"))
+            .collect();
+        assert_eq!(
+            specs[0],
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        );
+        // Ingress: the matchmaker's port, from exactly the cell's tenant namespaces (sorted),
+        // selected by the name label the API server sets; nothing else gets in, and the
+        // matchmaker itself reaches nothing but DNS.
+        assert_eq!(
+            specs[2],
+            json!({
+                "podSelector": {"matchLabels": {"app.kubernetes.io/component": "cell-matchmaker"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{
+                    "from": [{"namespaceSelector": {"matchExpressions": [{
+                        "key": "kubernetes.io/metadata.name", "operator": "In",
+                        "values": ["game-alpha", "game-beta", "game-gamma"]
+                    }]}}],
+                    "ports": [{"protocol": "TCP", "port": 8080}]
+                }]
+            })
+        );
+        assert!(specs.iter().all(|s| s.get("egress").is_none_or(
+            |e| e[0]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                == "kube-system"
+        )));
+        // Another cell's tenants are not admitted: their namespaces are not listed.
+        let other = shared_services_objects(
+            CellIdentity {
+                name: "other",
+                uid: "u2",
+            },
+            &spec_of_tenants(&[("delta", "game-delta")]),
+        )
+        .expect("shared");
+        let values = serde_json::to_value(&other.network_policies[2]).expect("json")["spec"]
+            ["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+            .clone();
+        assert_eq!(values, json!(["game-delta"]));
+        assert_eq!(shared_services_objects(CELL, &enterprise_spec()), None);
+        assert_eq!(shared_services_objects(CELL, &dedicated_spec(None)), None);
+    }
+
+    fn spec_of_tenants(tenants: &[(&str, &str)]) -> GameCellSpec {
+        let tenants: Vec<Value> = tenants
+            .iter()
+            .map(|(name, ns)| json!({"name": name, "namespace": ns}))
+            .collect();
+        spec(
+            json!({"tier": "Shared", "provider": {"aws": {"region": "eu-west-1"}}, "tenants": tenants}),
+        )
+    }
+
+    #[test]
+    fn the_shared_services_namespace_is_never_taken_from_someone_else() {
+        let spec = shared_spec();
+        assert_eq!(shared_namespace_conflict(CELL, &spec, None), None);
+        let ours = vec![CELL.uid.to_owned()];
+        assert_eq!(shared_namespace_conflict(CELL, &spec, Some(&ours)), None);
+        let theirs = vec!["someone-else".to_owned()];
+        assert!(
+            shared_namespace_conflict(CELL, &spec, Some(&theirs))
+                .is_some_and(|m| m.contains("is not this cell's"))
+        );
+        assert!(shared_namespace_conflict(CELL, &spec, Some(&[])).is_some());
+        let squatting = spec_of_tenants(&[("sly", "gamecell-eu-shared-1")]);
+        assert!(
+            shared_namespace_conflict(CELL, &squatting, None)
+                .is_some_and(|m| m.contains("tenant sly"))
+        );
+        let long = "c".repeat(63);
+        let name = shared_services_namespace(&long);
+        assert!(name.len() <= 63 && name.starts_with("gamecell-"), "{name}");
+        assert_ne!(name, shared_services_namespace(&"c".repeat(62)));
+    }
+
+    #[test]
     fn in_vpc_data_stores_open_their_ports_to_private_ranges_only() {
         let all = tenant_objects(CELL, &shared_spec_with_stores());
         for objects in &all {
-            assert_eq!(objects.network_policies.len(), 5);
+            assert_eq!(objects.network_policies.len(), 6);
             let policy = &objects.network_policies[4];
             assert_eq!(policy.metadata.name.as_deref(), Some(NETPOL_DATASTORES));
             let value =

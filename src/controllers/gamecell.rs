@@ -2,7 +2,8 @@
 //! `cell` modules, apply what is missing, and report it all in status and Events.
 //!
 //! Order of a reconcile: policy (nothing is created for a non-compliant spec), the customer's
-//! cluster for Enterprise cells, the tenants' Kubernetes objects, the cloud resources (describe
+//! cluster for Enterprise cells, the tenants' Kubernetes objects (and a Shared cell's matchmaker,
+//! `controllers::cell_matchmaker`), the cloud resources (describe
 //! by deterministic identifier before any create, so a lost response never duplicates), the
 //! connection Secrets, then status. Cloud failures never escape as errors: they become
 //! conditions, with per-object backoff for transient ones and a slow trickle for permanent ones.
@@ -31,7 +32,9 @@ use crate::cell::policy::{
     Violation, adopted_violations, cluster_violations, spec_violations, tier_policy,
 };
 use crate::cell::resources::{desired_resources, owned_by};
-use crate::cell::tenancy::{CellIdentity, LABEL_CELL, connection_secret, tenant_objects};
+use crate::cell::tenancy::{
+    CellIdentity, LABEL_CELL, LABEL_TENANT, connection_secret, tenant_objects,
+};
 use crate::cell::tenant_sql::TENANT_DATABASES_READY;
 use crate::cloud::{
     AssumeRole, CloudError, CloudProvider, DeleteProgress, DesiredResource, ObservedResource,
@@ -572,6 +575,9 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             uid: &uid,
         };
         apply_tenancy(&client, identity, spec).await?;
+        // 3b. Shared cells: the cell matchmaker serving every tenant's pools.
+        let (_, pools) = bound_to(ctx, cell).await?;
+        super::cell_matchmaker::apply(&client, cell, identity, &pools).await?;
 
         // 4. The cloud resources.
         let seen: Vec<&str> = previous
@@ -808,7 +814,8 @@ async fn prune_tenants(
     uid: &str,
 ) -> Result<(), Error> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let selector = format!("{LABEL_CELL}={}", cell.name_any());
+    // Tenant namespaces carry the tenant label; the cell's shared-services namespace does not.
+    let selector = format!("{LABEL_CELL}={},{LABEL_TENANT}", cell.name_any());
     let wanted: Vec<&str> = cell
         .spec
         .tenants

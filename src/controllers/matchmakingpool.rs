@@ -3,6 +3,11 @@
 //! matchmakers where the cell runs, prune matchmakers no longer wanted (a Dedicated pool that
 //! dropped a region), then report in status and Events.
 //!
+//! A Shared cell's pool without an image has no matchmaker of its own: the cell matchmaker the
+//! GameCell controller runs serves it (`workload::cell_matchmaker`). This controller then removes
+//! the per-pool matchmaker the pool may have had, and reports where the pool is served, Ready
+//! once the cell matchmaker is available and its ConfigMap holds the pool's current queues.
+//!
 //! Same conventions as the PlayerService controller, whose child helpers it uses.
 
 use std::sync::Arc;
@@ -10,7 +15,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -23,31 +28,62 @@ use super::conditions::merge;
 use super::playerservice::{ChildError, announce, apply_child, floor, prune, requeue_after};
 use super::status::apply_status;
 use super::{Context, Error, error_policy_backoff};
+use crate::cell::tenancy::{
+    COMPONENT_CELL_MATCHMAKER, CellIdentity, LABEL_CELL, shared_namespace_conflict,
+    shared_services_namespace,
+};
 use crate::crds::gamecell::TenantSpec;
 use crate::crds::{GameCell, MatchmakingPool, MatchmakingPoolStatus};
-use crate::workload::binding::bind;
-use crate::workload::matchmaker::{self, PoolObjects};
+use crate::workload::binding::{Refusal, bind, check_image};
+use crate::workload::cell_matchmaker::{self, CONFIG_NAME, NAME as CELL_MATCHMAKER};
+use crate::workload::matchmaker::{self, CONFIG_KEY, DEFAULT_MATCHMAKER_IMAGE, PoolObjects};
 use crate::workload::meta::{
     COMPONENT_MATCHMAKER, LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_POOL, MANAGED_BY, Owner,
+    bounded_name,
 };
-use crate::workload::rollout::{self, Rollout};
+use crate::workload::policy::Adjustment;
+use crate::workload::rollout::{self, Problem, Rollout};
 use crate::workload::status::{Outcome, conditions};
 
-/// The MatchmakingPool controller, with its watches: the matchmaker Deployments it owns and the
-/// GameCells pools bind to (see the PlayerService controller).
+/// `Ready` reason of a shared pool the cell matchmaker does not serve (yet) with its current
+/// queues.
+pub const WAITING_FOR_CELL_MATCHMAKER: &str = "WaitingForCellMatchmaker";
+/// Refusal: the cell's shared-services namespace belongs to someone else.
+pub const SHARED_NAMESPACE_CONFLICT: &str = "SharedNamespaceConflict";
+/// `PolicyAdjusted` reason: the pool asked for replicas the cell matchmaker does not take.
+pub const SERVED_BY_CELL_MATCHMAKER: &str = "ServedByCellMatchmaker";
+
+/// The MatchmakingPool controller, with its watches: the matchmaker Deployments it owns, the cell
+/// matchmakers (which serve the pools of their cell) and the GameCells pools bind to (see the
+/// PlayerService controller).
 #[must_use]
 pub fn controller(client: Client, config: watcher::Config) -> Controller<MatchmakingPool> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_MATCHMAKER}"
     ));
+    let cell_matchmakers = watcher::Config::default().labels(&format!(
+        "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_CELL_MATCHMAKER}"
+    ));
     let controller = Controller::new(Api::<MatchmakingPool>::all(client.clone()), config)
         .owns(Api::<Deployment>::all(client.clone()), children);
     let store = controller.store();
-    controller.watches(
-        Api::<GameCell>::all(client),
-        watcher::Config::default(),
-        move |cell: GameCell| bound_to(&store, &cell.name_any()),
-    )
+    let served = store.clone();
+    controller
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            cell_matchmakers,
+            move |d: Deployment| {
+                d.labels()
+                    .get(LABEL_CELL)
+                    .map(|cell| bound_to(&served, cell))
+                    .unwrap_or_default()
+            },
+        )
+        .watches(
+            Api::<GameCell>::all(client),
+            watcher::Config::default(),
+            move |cell: GameCell| bound_to(&store, &cell.name_any()),
+        )
 }
 
 fn bound_to(store: &Store<MatchmakingPool>, cell: &str) -> Vec<ObjectRef<MatchmakingPool>> {
@@ -127,6 +163,9 @@ async fn deploy(
     tenant: &TenantSpec,
     ctx: &Context,
 ) -> Result<(Outcome, Option<i32>), Error> {
+    if cell_matchmaker::served_by_cell(pool, cell) {
+        return served_by_cell(pool, owner, cell, tenant, ctx).await;
+    }
     let client = ctx.placement.client_for(cell);
     let namespace = owner.namespace.as_str();
     let objects = match matchmaker::build(
@@ -183,6 +222,117 @@ async fn deploy(
     ))
 }
 
+/// A Shared cell's pool served by the cell matchmaker: its own matchmaker removed, its status
+/// from the cell matchmaker's Deployment and ConfigMap.
+async fn served_by_cell(
+    pool: &MatchmakingPool,
+    owner: &Owner,
+    cell: &GameCell,
+    tenant: &TenantSpec,
+    ctx: &Context,
+) -> Result<(Outcome, Option<i32>), Error> {
+    let client = ctx.placement.client_for(cell);
+    let cell_name = cell.name_any();
+    let config = match matchmaker::queue_config(pool, cell, tenant)
+        .and_then(|c| check_image(&cell_name, &cell.spec, DEFAULT_MATCHMAKER_IMAGE).map(|()| c))
+    {
+        Ok(config) => config,
+        Err(refusal) => return Ok((Outcome::Refused(refusal), None)),
+    };
+
+    // The per-pool matchmaker of before (same pool, same UID), if any.
+    let namespace = owner.namespace.as_str();
+    let selector = format!("{LABEL_POOL}={}", owner.name);
+    prune::<Deployment>(&client, namespace, &selector, &[], &owner.uid).await?;
+    prune::<Service>(&client, namespace, &selector, &[], &owner.uid).await?;
+    prune::<HorizontalPodAutoscaler>(&client, namespace, &selector, &[], &owner.uid).await?;
+    let old_config = bounded_name(&[&owner.name, "mm", "config"]);
+    super::cell_matchmaker::delete_owned::<ConfigMap>(&client, namespace, &old_config, &owner.uid)
+        .await?;
+
+    let shared_ns = shared_services_namespace(&cell_name);
+    let identity = CellIdentity {
+        name: &cell_name,
+        uid: cell.metadata.uid.as_deref().unwrap_or_default(),
+    };
+    let owners = super::cell_matchmaker::namespace_owners(&client, &shared_ns).await?;
+    if let Some(conflict) = shared_namespace_conflict(identity, &cell.spec, owners.as_deref()) {
+        return Ok((
+            Outcome::Refused(Refusal::new(SHARED_NAMESPACE_CONFLICT, conflict)),
+            None,
+        ));
+    }
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &shared_ns)
+        .get_opt(CELL_MATCHMAKER)
+        .await?;
+    let document = Api::<ConfigMap>::namespaced(client.clone(), &shared_ns)
+        .get_opt(CONFIG_NAME)
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|mut d| d.remove(CONFIG_KEY));
+    let queues = i32::try_from(config.queues.len()).unwrap_or(i32::MAX);
+    let rollout = served_rollout(
+        rollout::observe(deployment.as_ref(), 0),
+        document
+            .as_deref()
+            .is_some_and(|d| cell_matchmaker::serves(d, &config)),
+        &shared_ns,
+        &cell_matchmaker::url(&cell_name),
+        queues,
+    );
+    let asked_for_more =
+        pool.spec.autoscaling.is_some() || pool.spec.replicas.is_some_and(|r| r != 1);
+    let adjustments = if asked_for_more {
+        vec![Adjustment {
+            reason: SERVED_BY_CELL_MATCHMAKER,
+            message: format!(
+                "the cell matchmaker {shared_ns}/{CELL_MATCHMAKER} serves every tenant's pools with one replica of its own, outside tenant {}'s quota: spec.replicas and spec.autoscaling are not used",
+                tenant.name
+            ),
+            warning: false,
+        }]
+    } else {
+        Vec::new()
+    };
+    Ok((
+        Outcome::Deployed {
+            adjustments,
+            rollout,
+            missing_secrets: Vec::new(),
+        },
+        Some(queues),
+    ))
+}
+
+/// The rollout a pool served by the cell matchmaker reports (pure): the cell matchmaker's, not
+/// complete until its configuration serves the pool's current queues, and saying where the pool
+/// is served.
+#[must_use]
+pub fn served_rollout(
+    mut cell: Rollout,
+    configured: bool,
+    namespace: &str,
+    url: &str,
+    queues: i32,
+) -> Rollout {
+    let place = format!("the cell matchmaker {namespace}/{CELL_MATCHMAKER} ({url})");
+    if !configured {
+        cell.complete = false;
+        cell.problem = Some(Problem {
+            reason: WAITING_FOR_CELL_MATCHMAKER,
+            message: format!(
+                "waiting for {place} to be configured with this pool's current {queues} queues"
+            ),
+            stalled: false,
+        });
+    } else if cell.complete {
+        cell.progress = format!("served by {place}: {queues} queues; {}", cell.progress);
+    } else {
+        cell.progress = format!("{place}: {}", cell.progress);
+    }
+    cell
+}
+
 /// The status of a pool given what its reconcile found (pure).
 #[must_use]
 pub fn pool_status(
@@ -221,6 +371,42 @@ mod tests {
     use crate::controllers::conditions::find;
     use crate::crds::conditions as cond;
     use crate::workload::binding::{Refusal, reasons};
+
+    #[test]
+    fn a_shared_pool_is_ready_only_when_the_cell_matchmaker_serves_its_queues() {
+        let now = Time(Timestamp::from_second(10).expect("time"));
+        let available = Rollout {
+            desired: 1,
+            ready: 1,
+            complete: true,
+            progress: "1 of 1 replicas available".to_owned(),
+            ..Rollout::default()
+        };
+        let url = "http://matchmaker.gamecell-c1.svc:8080";
+        let outcome = |rollout| Outcome::Deployed {
+            adjustments: vec![],
+            rollout,
+            missing_secrets: vec![],
+        };
+        let waiting = served_rollout(available.clone(), false, "gamecell-c1", url, 2);
+        let status = pool_status(None, Some(1), &outcome(waiting), Some(2), &now);
+        let ready = find(&status.conditions, cond::READY).expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", WAITING_FOR_CELL_MATCHMAKER)
+        );
+        let served = served_rollout(available, true, "gamecell-c1", url, 2);
+        let status = pool_status(Some(&status), Some(1), &outcome(served), Some(2), &now);
+        let ready = find(&status.conditions, cond::READY).expect("Ready");
+        assert_eq!(ready.status, "True");
+        assert!(
+            ready.message.contains("gamecell-c1/matchmaker") && ready.message.contains(url),
+            "{}",
+            ready.message
+        );
+        let rolling = served_rollout(Rollout::default(), true, "gamecell-c1", url, 2);
+        assert!(!rolling.complete);
+    }
 
     #[test]
     fn a_refused_pool_reports_why_and_no_figures() {

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod backoff;
+pub mod cell_matchmaker;
 pub mod conditions;
 pub mod gamecell;
 pub mod matchmakingpool;
@@ -130,9 +131,7 @@ pub fn error_policy_backoff(error: &Error) -> Action {
         | Error::Cloud(_)
         | Error::Finalizer(_)
         | Error::CleanupPending(_)
-        | Error::CacheUnavailable(_) => {
-            Action::requeue(Duration::from_secs(10))
-        }
+        | Error::CacheUnavailable(_) => Action::requeue(Duration::from_secs(10)),
         Error::MissingField(_) | Error::Serialize(_) => Action::await_change(),
     }
 }

@@ -15,19 +15,27 @@
 //! | `GET /livez`, `/readyz`, `/metrics` | health and Prometheus metrics |
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with a status that fits the code.
+//!
+//! Tenant binding: when the matchmaker has tenant credentials ([`Access::tenants`], the shared
+//! cell matchmaker), every `/v1` request carries `Authorization: Bearer <token>` and acts as the
+//! token's tenant only: no or an unknown token is 401; naming another tenant (a ticket's
+//! `tenant`, a `tenant=` parameter) is 403; the id of another tenant's ticket, match or backfill
+//! is 404, as if it did not exist. Without credentials ([`Access::open`]) requests name their
+//! tenant, as a single-tenant matchmaker expects. Health and metrics need no token.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::config::TenantTokens;
 use super::engine::{Engine, EngineError, NewTicket, TicketState};
 use super::service::unix_ms;
 
@@ -38,10 +46,122 @@ pub const MAX_BATCH: usize = 1000;
 /// Most matches in one feed answer.
 pub const MAX_FEED: usize = 1000;
 
-type Shared = Arc<Engine>;
+/// Who may act as which tenant.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// `None`: open (requests name their tenant). `Some`: bearer tokens are required; the inner
+    /// `None` until a valid credentials file is loaded (every `/v1` request is then 503).
+    tenants: Option<Arc<RwLock<Option<TenantTokens>>>>,
+}
 
-/// The API's routes over `engine`.
+impl Access {
+    /// No credentials: every request names its tenant (a single-tenant matchmaker).
+    #[must_use]
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// Tenant credentials required; set them with [`Access::set_tenants`].
+    #[must_use]
+    pub fn tenants() -> Self {
+        Self {
+            tenants: Some(Arc::new(RwLock::new(None))),
+        }
+    }
+
+    /// Replaces the credentials (a reload). Ignored when the access is open.
+    pub fn set_tenants(&self, tokens: TenantTokens) {
+        if let Some(lock) = &self.tenants {
+            *lock
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tokens);
+        }
+    }
+
+    /// The tenant a request acts as: `Ok(None)` when open, `Ok(Some(tenant))` for a known token.
+    fn caller(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
+        let Some(lock) = &self.tenants else {
+            return Ok(None);
+        };
+        let guard = lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(tokens) = guard.as_ref() else {
+            return Err(Box::new(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &error_body("NotReady", "tenant credentials are not loaded yet"),
+            )));
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token.and_then(|t| tokens.tenant_of(t)) {
+            Some(tenant) => Ok(Some(tenant.to_owned())),
+            None => {
+                let mut response = json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &error_body(
+                        "Unauthorized",
+                        "a bearer token of a tenant is required (Authorization: Bearer <token>, from the Secret gamecell-matchmaker)",
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+                Err(Box::new(response))
+            }
+        }
+    }
+}
+
+/// The tenant a request may act as: the caller's, refusing another one it names (403); or, when
+/// open, the one it names.
+fn tenant_for(caller: Option<&str>, named: Option<&str>) -> Result<Option<String>, Box<Response>> {
+    match (caller, named) {
+        (Some(own), Some(other)) if own != other => Err(Box::new(json_response(
+            StatusCode::FORBIDDEN,
+            &error_body(
+                "Forbidden",
+                &format!("this token acts as tenant {own} only, not {other}"),
+            ),
+        ))),
+        (Some(own), _) => Ok(Some(own.to_owned())),
+        (None, named) => Ok(named.map(str::to_owned)),
+    }
+}
+
+/// Refuses an object of another tenant as if it did not exist.
+fn owned_by(caller: Option<&str>, tenant: &str, id: &str) -> Result<(), Box<Response>> {
+    match caller {
+        Some(own) if own != tenant => Err(Box::new(error_response(&EngineError::NotFound(
+            id.to_owned(),
+        )))),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    engine: Arc<Engine>,
+    access: Access,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The API's routes over `engine`, open (requests name their tenant).
 pub fn router(engine: Arc<Engine>) -> Router {
+    router_with(engine, Access::open())
+}
+
+/// The API's routes over `engine`, with `access` deciding which tenant a request acts as.
+pub fn router_with(engine: Arc<Engine>, access: Access) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -58,7 +178,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/v1/backfills/{id}",
             get(read_backfill).delete(cancel_backfill),
         )
-        .with_state(engine)
+        .with_state(Shared { engine, access })
 }
 
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
@@ -128,18 +248,38 @@ struct TenantQuery {
     tenant: Option<String>,
 }
 
-async fn queues(State(engine): State<Shared>, Query(q): Query<TenantQuery>) -> Response {
+async fn queues(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<TenantQuery>,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let tenant = match tenant_for(caller.as_deref(), q.tenant.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
     json_response(
         StatusCode::OK,
-        &json!({"queues": engine.queues(q.tenant.as_deref())}),
+        &json!({"queues": engine.queues(tenant.as_deref())}),
     )
 }
 
-async fn create(State(engine): State<Shared>, body: Bytes) -> Response {
-    let req: NewTicket = match parse(&body) {
+async fn create(State(engine): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let mut req: NewTicket = match parse(&body) {
         Ok(r) => r,
         Err(message) => return bad_request(&message),
     };
+    match tenant_for(caller.as_deref(), req.tenant.as_deref()) {
+        Ok(t) => req.tenant = t,
+        Err(r) => return *r,
+    }
     match engine.create_ticket(req, unix_ms()) {
         Ok((view, true)) => json_response(StatusCode::CREATED, &view),
         Ok((view, false)) => json_response(StatusCode::OK, &view),
@@ -153,13 +293,24 @@ struct Batch {
     tickets: Vec<NewTicket>,
 }
 
-async fn create_batch(State(engine): State<Shared>, body: Bytes) -> Response {
-    let batch: Batch = match parse(&body) {
+async fn create_batch(State(engine): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let mut batch: Batch = match parse(&body) {
         Ok(r) => r,
         Err(message) => return bad_request(&message),
     };
     if batch.tickets.len() > MAX_BATCH {
         return bad_request(&format!("at most {MAX_BATCH} tickets per batch"));
+    }
+    // A batch naming another tenant anywhere is refused whole: nothing of it is created.
+    for ticket in &mut batch.tickets {
+        match tenant_for(caller.as_deref(), ticket.tenant.as_deref()) {
+            Ok(t) => ticket.tenant = t,
+            Err(r) => return *r,
+        }
     }
     let now = unix_ms();
     let results: Vec<serde_json::Value> = batch
@@ -190,9 +341,17 @@ fn wait_of(seconds: Option<f64>) -> Duration {
 
 async fn read_ticket(
     State(engine): State<Shared>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_ticket(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     let deadline = tokio::time::Instant::now() + wait_of(q.wait_seconds);
     let mut rx = match engine.subscribe(&id) {
         Ok(rx) => rx,
@@ -235,9 +394,17 @@ fn ndjson_line<T: Serialize>(value: &T) -> Vec<u8> {
 
 async fn watch_ticket(
     State(engine): State<Shared>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_ticket(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     let rx = match engine.subscribe(&id) {
         Ok(rx) => rx,
         Err(e) => return error_response(&e),
@@ -285,7 +452,52 @@ async fn watch_ticket(
         .into_response()
 }
 
-async fn cancel_ticket(State(engine): State<Shared>, Path(id): Path<String>) -> Response {
+/// Refuses a ticket of another tenant than the caller's (404, as if unknown).
+fn own_ticket(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Box<Response>> {
+    if caller.is_none() {
+        return Ok(());
+    }
+    let view = engine
+        .ticket(id)
+        .map_err(|e| Box::new(error_response(&e)))?;
+    owned_by(caller, &view.tenant, id)
+}
+
+/// Refuses a match of another tenant than the caller's (404, as if unknown).
+fn own_match(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Box<Response>> {
+    if caller.is_none() {
+        return Ok(());
+    }
+    let view = engine
+        .get_match(id)
+        .map_err(|e| Box::new(error_response(&e)))?;
+    owned_by(caller, &view.tenant, id)
+}
+
+/// Refuses a backfill request for a match of another tenant (404, as if unknown).
+fn own_backfill(engine: &Engine, caller: Option<&str>, id: &str) -> Result<(), Box<Response>> {
+    if caller.is_none() {
+        return Ok(());
+    }
+    let view = engine
+        .get_backfill(id)
+        .map_err(|e| Box::new(error_response(&e)))?;
+    own_match(engine, caller, &view.match_id)
+        .map_err(|_| Box::new(error_response(&EngineError::NotFound(id.to_owned()))))
+}
+
+async fn cancel_ticket(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_ticket(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     match engine.cancel_ticket(&id, unix_ms()) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),
@@ -303,7 +515,19 @@ struct FeedQuery {
     wait_seconds: Option<f64>,
 }
 
-async fn feed(State(engine): State<Shared>, Query(q): Query<FeedQuery>) -> Response {
+async fn feed(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let tenant = match tenant_for(caller.as_deref(), q.tenant.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
     let Some(queue) = q.queue.as_deref() else {
         return bad_request("the queue parameter is required");
     };
@@ -312,8 +536,7 @@ async fn feed(State(engine): State<Shared>, Query(q): Query<FeedQuery>) -> Respo
     let deadline = tokio::time::Instant::now() + wait_of(q.wait_seconds);
     loop {
         let (matches, next, mut rx) =
-            match engine.matches_after(q.tenant.as_deref(), q.pool.as_deref(), queue, after, limit)
-            {
+            match engine.matches_after(tenant.as_deref(), q.pool.as_deref(), queue, after, limit) {
                 Ok(r) => r,
                 Err(e) => return error_response(&e),
             };
@@ -329,7 +552,18 @@ async fn feed(State(engine): State<Shared>, Query(q): Query<FeedQuery>) -> Respo
     }
 }
 
-async fn read_match(State(engine): State<Shared>, Path(id): Path<String>) -> Response {
+async fn read_match(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_match(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     match engine.get_match(&id) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),
@@ -342,7 +576,19 @@ struct BackfillRequest {
     lost_players: Vec<String>,
 }
 
-async fn backfill(State(engine): State<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn backfill(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_match(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     let req: BackfillRequest = match parse(&body) {
         Ok(r) => r,
         Err(message) => return bad_request(&message),
@@ -356,14 +602,36 @@ async fn backfill(State(engine): State<Shared>, Path(id): Path<String>, body: By
     }
 }
 
-async fn read_backfill(State(engine): State<Shared>, Path(id): Path<String>) -> Response {
+async fn read_backfill(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_backfill(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     match engine.get_backfill(&id) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),
     }
 }
 
-async fn cancel_backfill(State(engine): State<Shared>, Path(id): Path<String>) -> Response {
+async fn cancel_backfill(
+    State(engine): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match engine.access.caller(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = own_backfill(&engine, caller.as_deref(), &id) {
+        return *r;
+    }
     match engine.cancel_backfill(&id, unix_ms()) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),

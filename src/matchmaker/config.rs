@@ -12,6 +12,9 @@
 //!
 //! Several files may be given; their pools are merged. Queues are keyed by
 //! `(tenant, pool, queue)`, so tenants and pools never share a queue.
+//!
+//! A multi-tenant matchmaker also reads its tenants' credentials ([`TenantTokens`]): the
+//! SHA-256 of each tenant's bearer token, never the token itself.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +79,88 @@ pub struct ConfigError {
     pub source_name: String,
     /// Every problem found, `; `-separated.
     pub problems: String,
+}
+
+/// The credentials of a multi-tenant matchmaker's tenants: which tenant a bearer token acts as.
+///
+/// Read from `{"tenants": {"<tenant>": "<SHA-256 of its token, 64 hex digits>"}}` (the Secret the
+/// GameCell controller mounts). Only hashes are held, so the file, a core dump or a log line
+/// never carries a usable token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantTokens {
+    /// SHA-256 (lowercase hex) of a token -> its tenant.
+    by_hash: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensDoc {
+    tenants: BTreeMap<String, String>,
+}
+
+/// The SHA-256 of `token`, lowercase hex: what [`TenantTokens`] stores.
+#[must_use]
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl TenantTokens {
+    /// Parses the credentials document.
+    ///
+    /// # Errors
+    /// Not JSON of that shape, a tenant name that is not one, a hash that is not 64 hex digits,
+    /// or two tenants with the same token. The messages name tenants, never hashes.
+    pub fn parse(source_name: &str, text: &str) -> Result<Self, ConfigError> {
+        let err = |problems: String| ConfigError {
+            source_name: source_name.to_owned(),
+            problems,
+        };
+        let doc: TokensDoc = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+        let mut problems = Vec::new();
+        let mut by_hash = BTreeMap::new();
+        for (tenant, hash) in doc.tenants {
+            if tenant.is_empty() || tenant.len() > 63 || tenant.contains('/') {
+                problems.push(format!("tenant {tenant:?} is not a valid tenant name"));
+            }
+            let hash = hash.to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "tenants.{tenant}: not a SHA-256 in hex (64 hex digits)"
+                ));
+                continue;
+            }
+            if let Some(other) = by_hash.insert(hash, tenant.clone()) {
+                problems.push(format!("tenants {other} and {tenant} have the same token"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { by_hash })
+        } else {
+            Err(err(problems.join("; ")))
+        }
+    }
+
+    /// The tenant `token` acts as, if any.
+    #[must_use]
+    pub fn tenant_of(&self, token: &str) -> Option<&str> {
+        self.by_hash.get(&token_hash(token)).map(String::as_str)
+    }
+
+    /// Tenants with a credential.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether no tenant has a credential.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
 }
 
 #[derive(Deserialize)]
@@ -433,6 +518,30 @@ mod tests {
         assert_eq!(c.tenant_limits["alpha"], 10);
         let again = Config::merge(vec![c.clone(), c]).expect_err("twice");
         assert!(again.problems.contains("configured twice"), "{again}");
+    }
+
+    #[test]
+    fn tenant_tokens_bind_a_token_to_its_tenant_only() {
+        let doc = json!({"tenants": {"alpha": token_hash("a-token"), "beta": token_hash("b-token").to_uppercase()}});
+        let tokens = TenantTokens::parse("f", &doc.to_string()).expect("parsed");
+        assert_eq!(tokens.tenant_of("a-token"), Some("alpha"));
+        assert_eq!(tokens.tenant_of("b-token"), Some("beta"));
+        assert_eq!(tokens.tenant_of("alpha"), None);
+        assert_eq!(
+            tokens.tenant_of(&token_hash("a-token")),
+            None,
+            "a hash is no token"
+        );
+        let same = json!({"tenants": {"alpha": token_hash("x"), "beta": token_hash("x")}});
+        let e = TenantTokens::parse("f", &same.to_string()).expect_err("refused");
+        assert!(e.problems.contains("same token"), "{e}");
+        let short = json!({"tenants": {"alpha": "abc"}});
+        let e = TenantTokens::parse("f", &short.to_string()).expect_err("refused");
+        assert!(e.problems.contains("tenants.alpha"), "{e}");
+        assert!(
+            !e.problems.contains("abc"),
+            "a credential is never echoed: {e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The running matchmaker: loads the configuration, reloads it when a file changes (its
 //! modification time and size are polled every second, which also catches a ConfigMap volume's
 //! symlink swap), runs the matching rounds on a thread of their own, and serves the API.
+//! A multi-tenant matchmaker's tenant credentials file is polled and reloaded the same way; an
+//! invalid one is logged (without its content) and the previous credentials stay in force.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::api;
-use super::config::{Config, ConfigError, Defaults};
+use super::api::{self, Access};
+use super::config::{Config, ConfigError, Defaults, TenantTokens};
 use super::engine::{Engine, EngineOptions};
 use super::metrics::Metrics;
 
@@ -73,6 +75,7 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
 /// The engine and its background threads.
 pub struct Service {
     engine: Arc<Engine>,
+    access: Access,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -84,6 +87,27 @@ impl Service {
     /// # Errors
     /// When a thread cannot be spawned.
     pub fn start(options: ServiceOptions) -> std::io::Result<Self> {
+        Self::start_with_tenant_tokens(options, None)
+    }
+
+    /// As [`Service::start`]; with `tenant_tokens`, the API requires every request's bearer
+    /// token to be one of that file's tenants' ([`TenantTokens`]) and binds it to that tenant.
+    ///
+    /// # Errors
+    /// When a thread cannot be spawned.
+    pub fn start_with_tenant_tokens(
+        options: ServiceOptions,
+        tenant_tokens: Option<PathBuf>,
+    ) -> std::io::Result<Self> {
+        let access = if tenant_tokens.is_some() {
+            Access::tenants()
+        } else {
+            Access::open()
+        };
+        let token_paths: Vec<PathBuf> = tenant_tokens.into_iter().collect();
+        let mut last_tokens = None;
+        let mut last_token_print = fingerprint(&token_paths);
+        apply_tokens(&access, &token_paths, &mut last_tokens);
         let metrics = Arc::new(Metrics::new());
         let engine = Arc::new(Engine::new(options.engine.clone(), metrics));
         let stop = Arc::new(AtomicBool::new(false));
@@ -118,6 +142,7 @@ impl Service {
         };
         let reloader = {
             let engine = engine.clone();
+            let access = access.clone();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("matchmaker-config".to_owned())
@@ -129,11 +154,17 @@ impl Service {
                             last_print = print;
                             apply(&engine, &options, &mut last_raw);
                         }
+                        let print = fingerprint(&token_paths);
+                        if print != last_token_print {
+                            last_token_print = print;
+                            apply_tokens(&access, &token_paths, &mut last_tokens);
+                        }
                     }
                 })?
         };
         Ok(Self {
             engine,
+            access,
             stop,
             threads: vec![ticker, reloader],
         })
@@ -145,11 +176,47 @@ impl Service {
         self.engine.clone()
     }
 
+    /// The API's routes, with this service's access rules.
+    pub fn router(&self) -> axum::Router {
+        api::router_with(self.engine.clone(), self.access.clone())
+    }
+
     /// Stops the background threads.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
         for t in self.threads {
             let _ = t.join();
+        }
+    }
+}
+
+/// Loads the tenant credentials file (if any) when its bytes changed.
+fn apply_tokens(access: &Access, paths: &[PathBuf], last: &mut Option<Vec<u8>>) {
+    let Some(path) = paths.first() else {
+        return;
+    };
+    let name = path.display().to_string();
+    let loaded = std::fs::read(path)
+        .map_err(|e| ConfigError {
+            source_name: name.clone(),
+            problems: e.to_string(),
+        })
+        .and_then(|raw| {
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            TenantTokens::parse(&name, &text).map(|t| (t, raw))
+        });
+    match loaded {
+        Ok((tokens, raw)) => {
+            if last.as_ref() == Some(&raw) {
+                return;
+            }
+            tracing::info!(tenants = tokens.len(), "tenant credentials applied");
+            access.set_tenants(tokens);
+            *last = Some(raw);
+        }
+        // The error names the file and the problem (tenant names), never a credential.
+        Err(e) => {
+            tracing::error!(error = %e, "tenant credentials refused; the previous ones stay in force")
         }
     }
 }
@@ -187,11 +254,23 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router(listener, api::router(engine), shutdown).await
+}
+
+/// Serves `router` (e.g. [`Service::router`]) on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, api::router(engine))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -4,17 +4,13 @@
 //! | tier       | matchmakers                                                                  |
 //! |------------|------------------------------------------------------------------------------|
 //! | Dedicated  | one per region the pool's queues list (`<pool>-mm-<region>`, `MATCHMAKER_REGION`); a queue without regions is served in the cell's region |
-//! | Shared     | one per pool (`<pool>-mm`) in the tenant's namespace, labelled with the tenant, sized under the tenant's quota |
+//! | Shared     | none of its own when it sets no image: the cell matchmaker serves it (`workload::cell_matchmaker`); with an image, one per pool (`<pool>-mm`) in the tenant's namespace, sized under the tenant's quota |
 //! | Enterprise | one private matchmaker per pool (`<pool>-mm`), with a NetworkPolicy admitting only pods of its own namespace |
 //!
-//! Shared cells: the issue asks for one multi-tenant matchmaker per cell. Tenant namespaces of a
-//! shared cell deny all ingress from other namespaces and all egress to private addresses
-//! (`cell::tenancy`), so a matchmaker outside a tenant's namespace is unreachable from its
-//! services, and one inside a tenant's namespace would put another tenant's queues there. Until
-//! the cell has a namespace of its own for shared services, with policies admitting each tenant
-//! to its own port, each pool runs its own matchmaker in its tenant's namespace. Its
-//! configuration already carries the tenant and tenant-qualified queue ids, so a cell-wide
-//! matchmaker can later load every pool's ConfigMap unchanged and keep the tenants apart.
+//! Shared cells run one multi-tenant matchmaker per cell, built from every pool's
+//! [`MatchmakerConfig`] (which carries the tenant and tenant-qualified queue ids) by
+//! `workload::cell_matchmaker`. A pool with its own image keeps its own matchmaker: the cell
+//! matchmaker is the built-in one.
 //!
 //! The configuration document is JSON with a fixed field order, queues sorted by name and
 //! regions sorted, so the same pool always renders the same bytes and reordering the spec rolls
@@ -25,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, ResourceRequirements,
-    Service, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Probe,
+    ResourceRequirements, Service, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -63,7 +59,81 @@ pub const CONFIG_FILE: &str = "/etc/gamecell/matchmaker/matchmaker.json";
 /// Version of the configuration document's format.
 pub const CONFIG_VERSION: u32 = 1;
 const CONTAINER_NAME: &str = "matchmaker";
-const CONFIG_VOLUME: &str = "config";
+/// Name of the configuration volume.
+pub const CONFIG_VOLUME: &str = "config";
+
+/// An environment variable with a literal value.
+#[must_use]
+pub fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+/// A probe of the matchmaker's HTTP port at `path`.
+fn http_probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The matchmaker container: `image` on [`MATCHMAKER_PORT`], `env`, the configuration mounted
+/// read-only at [`CONFIG_DIR`] plus `mounts`, ready when `/readyz` says a valid configuration is
+/// loaded (an invalid first configuration keeps it out of its Service) and live while `/livez`
+/// answers.
+#[must_use]
+pub fn container(
+    image: &str,
+    env: Vec<EnvVar>,
+    resources: Option<ResourceRequirements>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    let mut volume_mounts = vec![VolumeMount {
+        name: CONFIG_VOLUME.to_owned(),
+        mount_path: CONFIG_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    volume_mounts.extend(mounts);
+    Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(image.to_owned()),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.to_owned()),
+            container_port: MATCHMAKER_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(env),
+        resources,
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        liveness_probe: Some(http_probe("/livez", 10)),
+        volume_mounts: Some(volume_mounts),
+        ..Container::default()
+    }
+}
+
+/// The volume of the configuration ConfigMap `config_map`.
+#[must_use]
+pub fn config_volume(config_map: &str) -> Volume {
+    Volume {
+        name: CONFIG_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
 
 /// Requests and limits of every matchmaker container (the pool's spec has none): enough for the
 /// built-in matchmaker, and complete, so a Shared tenant's quota can size it.
@@ -346,65 +416,20 @@ pub fn build(pool: &MatchmakingPool, inputs: Inputs<'_>) -> Result<PoolObjects, 
                 None => base.clone(),
             };
             let mut extra = vec![(LABEL_POOL, pool_name)];
-            let mut env = vec![
-                EnvVar {
-                    name: "MATCHMAKER_CONFIG".to_owned(),
-                    value: Some(CONFIG_FILE.to_owned()),
-                    ..EnvVar::default()
-                },
-                EnvVar {
-                    name: "MATCHMAKER_POOL".to_owned(),
-                    value: Some(pool_name.to_owned()),
-                    ..EnvVar::default()
-                },
-                EnvVar {
-                    name: "MATCHMAKER_TENANT".to_owned(),
-                    value: Some(identity.tenant.clone()),
-                    ..EnvVar::default()
-                },
-                EnvVar {
-                    name: "MATCHMAKER_PORT".to_owned(),
-                    value: Some(MATCHMAKER_PORT.to_string()),
-                    ..EnvVar::default()
-                },
+            let mut vars = vec![
+                env("MATCHMAKER_CONFIG", CONFIG_FILE),
+                env("MATCHMAKER_POOL", pool_name),
+                env("MATCHMAKER_TENANT", &identity.tenant),
+                env("MATCHMAKER_PORT", &MATCHMAKER_PORT.to_string()),
             ];
             if let Some(r) = &region {
                 extra.push((LABEL_REGION, r.as_str()));
-                env.push(EnvVar {
-                    name: "MATCHMAKER_REGION".to_owned(),
-                    value: Some(r.clone()),
-                    ..EnvVar::default()
-                });
+                vars.push(env("MATCHMAKER_REGION", r));
             }
             let labels = identity.labels(&name, COMPONENT_MATCHMAKER, &extra);
             let selector = identity.selector(&name, COMPONENT_MATCHMAKER);
-            let container = Container {
-                name: CONTAINER_NAME.to_owned(),
-                image: Some(image.clone()),
-                ports: Some(vec![ContainerPort {
-                    name: Some(PORT_NAME.to_owned()),
-                    container_port: MATCHMAKER_PORT,
-                    protocol: Some("TCP".to_owned()),
-                    ..ContainerPort::default()
-                }]),
-                env: Some(env),
-                resources: sizing.resources.clone(),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: CONFIG_VOLUME.to_owned(),
-                    mount_path: CONFIG_DIR.to_owned(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                }]),
-                ..Container::default()
-            };
-            let volumes = vec![Volume {
-                name: CONFIG_VOLUME.to_owned(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_name.clone(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            }];
+            let container = container(&image, vars, sizing.resources.clone(), Vec::new());
+            let volumes = vec![config_volume(&config_name)];
             let autoscaler = match sizing.scale {
                 Scale::Fixed(_) => None,
                 Scale::Autoscaled {
@@ -619,14 +644,15 @@ mod tests {
     }
 
     #[test]
-    fn shared_pools_run_in_their_tenant_namespace_under_its_quota() {
+    fn shared_pools_with_an_image_run_in_their_tenant_namespace_under_its_quota() {
         let c = cell(
             json!({"tier": "Shared", "provider": {"aws": {"region": "eu-west-1"}},
             "tenants": [{"name": "alpha", "namespace": "a", "quota": {"pods": 2}}, {"name": "beta", "namespace": "b"}]}),
         );
         let p = pool(
             "a",
-            json!({"cellRef": {"name": "c1"}, "replicas": 5, "queues": [queue("q", &["eu-west-1"])]}),
+            json!({"cellRef": {"name": "c1"}, "replicas": 5, "image": "ghcr.io/alpha/mm:1",
+                   "queues": [queue("q", &["eu-west-1"])]}),
         );
         let objects = build_for(&p, &c).expect("built");
         assert_eq!(objects.instances.len(), 1);

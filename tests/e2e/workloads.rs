@@ -20,7 +20,9 @@ use gamecell_operator::crds::{GameCell, MatchmakingPool, PlayerService};
 use gamecell_operator::telemetry::Metrics;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -465,7 +467,8 @@ async fn shared_cell_services_scale_under_quota_roll_out_settings_and_go_with_th
     })
     .await;
 
-    // A MatchmakingPool in the other tenant: its own matchmaker, queues configured.
+    // A MatchmakingPool in the other tenant: served by the cell matchmaker, queues configured
+    // (the cell matchmaker itself is covered by shared_cell_runs_one_matchmaker_for_every_tenant).
     let beta = "wl-shared-beta";
     let pools: Api<MatchmakingPool> = Api::namespaced(client.clone(), beta);
     apply(
@@ -481,18 +484,13 @@ async fn shared_cell_services_scale_under_quota_roll_out_settings_and_go_with_th
     let ready = wait_ready(&pools, "matchmaking").await;
     assert_eq!(ready["status"]["queues"], 2);
     assert_eq!(ready["status"]["readyReplicas"], 1);
-    let matchmaker = Api::<Deployment>::namespaced(client.clone(), beta)
-        .get("matchmaking-mm")
+    let config = Api::<ConfigMap>::namespaced(client.clone(), "gamecell-wl-shared")
+        .get("matchmaker-config")
         .await
-        .expect("matchmaker Deployment");
-    assert_eq!(matchmaker.labels()["gamecell.dev/tenant"], "beta");
-    let config = Api::<ConfigMap>::namespaced(client.clone(), beta)
-        .get("matchmaking-mm-config")
-        .await
-        .expect("queue ConfigMap");
+        .expect("the cell matchmaker's ConfigMap");
     let doc: Value = serde_json::from_str(&config.data.as_ref().expect("data")["matchmaker.json"])
         .expect("JSON config");
-    assert_eq!(doc["queues"][0]["id"], "beta/matchmaking/duel");
+    assert_eq!(doc["pools"][0]["queues"][0]["id"], "beta/matchmaking/duel");
 
     // Deleting the service deletes its children.
     services
@@ -523,6 +521,405 @@ async fn shared_cell_services_scale_under_quota_roll_out_settings_and_go_with_th
         &["wl-shared-alpha", "wl-shared-beta"],
     )
     .await;
+    operator.stop().await;
+}
+
+/// Asserts the pod template of a built-in matchmaker Deployment, field by field and exactly (as
+/// the API server returns it, defaults included): the built-in image, its port, `env`, mounts,
+/// resources, volumes, and the `/readyz` and `/livez` probes on its port.
+fn assert_matchmaker_pod(
+    deployment: &Deployment,
+    env: &Value,
+    mounts: &Value,
+    resources: &Value,
+    volumes: &Value,
+) {
+    let pod = serde_json::to_value(deployment).expect("json")["spec"]["template"]["spec"].clone();
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c["name"], "matchmaker");
+    assert_eq!(c["image"], "ghcr.io/gamecell/matchmaker:0.1.0");
+    assert_eq!(c.get("args"), None, "configured by env only");
+    assert_eq!(c.get("command"), None, "the image's entrypoint");
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(&c["env"], env);
+    assert_eq!(&c["volumeMounts"], mounts);
+    assert_eq!(&c["resources"], resources);
+    assert_eq!(&pod["volumes"], volumes);
+    let probe = |path: &str, period: i32| {
+        json!({"httpGet": {"path": path, "port": "http", "scheme": "HTTP"}, "periodSeconds": period,
+               "failureThreshold": 3, "timeoutSeconds": 1, "successThreshold": 1})
+    };
+    assert_eq!(c["readinessProbe"], probe("/readyz", 5));
+    assert_eq!(c["livenessProbe"], probe("/livez", 10));
+    assert_eq!(pod["automountServiceAccountToken"], false);
+}
+
+fn shared_pool_spec(cell: &str, queues: &[&str], regions: &[&str]) -> Value {
+    json!({"cellRef": {"name": cell}, "replicas": 1,
+           "queues": queues.iter().map(|q| queue(q, regions)).collect::<Vec<_>>()})
+}
+
+/// The `ResourceVersion`s of every object the cell matchmaker and its pools consist of.
+async fn matchmaker_versions(client: &Client, cell_ns: &str, tenants: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let rv = |o: Option<String>| o.unwrap_or_default();
+    out.push(rv(Api::<Deployment>::namespaced(client.clone(), cell_ns)
+        .get("matchmaker")
+        .await
+        .ok()
+        .and_then(|o| o.metadata.resource_version)));
+    out.push(rv(Api::<Service>::namespaced(client.clone(), cell_ns)
+        .get("matchmaker")
+        .await
+        .ok()
+        .and_then(|o| o.metadata.resource_version)));
+    out.push(rv(Api::<ConfigMap>::namespaced(client.clone(), cell_ns)
+        .get("matchmaker-config")
+        .await
+        .ok()
+        .and_then(|o| o.metadata.resource_version)));
+    out.push(rv(Api::<Secret>::namespaced(client.clone(), cell_ns)
+        .get("matchmaker-tenants")
+        .await
+        .ok()
+        .and_then(|o| o.metadata.resource_version)));
+    out.push(rv(Api::<Namespace>::all(client.clone())
+        .get(cell_ns)
+        .await
+        .ok()
+        .and_then(|o| o.metadata.resource_version)));
+    for p in Api::<NetworkPolicy>::namespaced(client.clone(), cell_ns)
+        .list(&ListParams::default())
+        .await
+        .expect("policies")
+        .items
+    {
+        out.push(format!(
+            "{}={}",
+            p.name_any(),
+            rv(p.metadata.resource_version)
+        ));
+    }
+    for t in tenants {
+        out.push(rv(Api::<Secret>::namespaced(client.clone(), t)
+            .get("gamecell-matchmaker")
+            .await
+            .ok()
+            .and_then(|o| o.metadata.resource_version)));
+        for p in Api::<MatchmakingPool>::namespaced(client.clone(), t)
+            .list(&ListParams::default())
+            .await
+            .expect("pools")
+            .items
+        {
+            out.push(format!(
+                "{}={}",
+                p.name_any(),
+                rv(p.metadata.resource_version)
+            ));
+        }
+    }
+    out
+}
+
+fn secret_value(secret: &Secret, key: &str) -> String {
+    String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
+}
+
+#[tokio::test]
+async fn shared_cell_runs_one_matchmaker_for_every_tenant() {
+    let client = client().await;
+    install_crds(&client).await;
+    let operator = Operator::start(&client, Arc::new(FakeCloud::new())).await;
+    let (name, alpha, beta, cell_ns) = ("wl-mm", "wl-mm-alpha", "wl-mm-beta", "gamecell-wl-mm");
+    delete_cells(&client, &[name], &[alpha, beta]).await;
+    let cells: Api<GameCell> = Api::all(client.clone());
+    apply(
+        &cells,
+        cell(name, json!({
+            "tier": "Shared",
+            "provider": {"aws": {"region": "eu-west-1"}},
+            "tenants": [
+                {"name": "alpha", "namespace": alpha, "quota": {"cpu": "1", "memory": "1Gi", "pods": 4}},
+                {"name": "beta", "namespace": beta}
+            ],
+            "compliance": {"allowedRegions": ["eu-west-1"]},
+            "deletionPolicy": "Delete"
+        })),
+    )
+    .await;
+    wait_for(&cells, name, "Ready", "True", None, |_| true).await;
+
+    // Two tenants, each with a pool of the same name and queue names: one matchmaker.
+    let alpha_pools: Api<MatchmakingPool> = Api::namespaced(client.clone(), alpha);
+    let beta_pools: Api<MatchmakingPool> = Api::namespaced(client.clone(), beta);
+    apply(
+        &alpha_pools,
+        pool(
+            alpha,
+            "arena",
+            shared_pool_spec(name, &["duel", "squads"], &["eu-west-1"]),
+        ),
+    )
+    .await;
+    apply(
+        &beta_pools,
+        pool(beta, "arena", shared_pool_spec(name, &["duel"], &[])),
+    )
+    .await;
+    let a = wait_ready(&alpha_pools, "arena").await;
+    let b = wait_ready(&beta_pools, "arena").await;
+    assert_eq!(
+        (a["status"]["queues"].clone(), b["status"]["queues"].clone()),
+        (json!(2), json!(1))
+    );
+    let (_, _, message) = condition(&a, "Ready").expect("Ready");
+    assert!(
+        message.contains("gamecell-wl-mm/matchmaker")
+            && message.contains("http://matchmaker.gamecell-wl-mm.svc:8080"),
+        "the status says where the pool is served: {message}"
+    );
+    assert_eq!(
+        condition(&a, "PolicyAdjusted").map(|c| (c.0, c.1)),
+        Some(("False".to_owned(), "AsRequested".to_owned()))
+    );
+
+    let managed = "app.kubernetes.io/managed-by=gamecell-operator";
+    let cell_deployments = Api::<Deployment>::namespaced(client.clone(), cell_ns)
+        .list(&ListParams::default().labels(managed))
+        .await
+        .expect("list");
+    let names: Vec<String> = cell_deployments
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(names, ["matchmaker"], "exactly one matchmaker for the cell");
+    for ns in [alpha, beta] {
+        let own = Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&ListParams::default().labels(managed))
+            .await
+            .expect("list");
+        assert!(
+            own.items.is_empty(),
+            "no per-pool matchmaker in {ns}: {:?}",
+            own.items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect::<Vec<_>>()
+        );
+    }
+    let matchmaker = &cell_deployments.items[0];
+    assert_eq!(matchmaker.owner_references()[0].kind, "GameCell");
+    assert_eq!(matchmaker.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    assert_matchmaker_pod(
+        matchmaker,
+        &json!([
+            {"name": "MATCHMAKER_CONFIG", "value": "/etc/gamecell/matchmaker/matchmaker.json"},
+            {"name": "MATCHMAKER_PORT", "value": "8080"},
+            {"name": "MATCHMAKER_TENANT_TOKENS", "value": "/etc/gamecell/matchmaker-auth/tenants.json"}
+        ]),
+        &json!([
+            {"name": "config", "mountPath": "/etc/gamecell/matchmaker", "readOnly": true},
+            {"name": "tenant-tokens", "mountPath": "/etc/gamecell/matchmaker-auth", "readOnly": true},
+            {"name": "tmp", "mountPath": "/tmp"}
+        ]),
+        &json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}),
+        &json!([
+            {"name": "config", "configMap": {"name": "matchmaker-config", "defaultMode": 420}},
+            {"name": "tenant-tokens", "secret": {"secretName": "matchmaker-tenants", "defaultMode": 420}},
+            {"name": "tmp", "emptyDir": {}}
+        ]),
+    );
+    // Not charged to a tenant: alpha's quota of 1 CPU holds no matchmaker of the cell.
+    assert!(matchmaker.labels().get("gamecell.dev/tenant").is_none());
+
+    // The configuration: both tenants' queues, keyed apart, in a fixed order.
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), cell_ns);
+    let document = |c: &ConfigMap| -> Value {
+        serde_json::from_str(&c.data.as_ref().expect("data")["matchmaker.json"]).expect("JSON")
+    };
+    let doc = document(&configs.get("matchmaker-config").await.expect("config"));
+    let queue_doc = |tenant: &str, name: &str, regions: &[&str]| {
+        json!({
+        "id": format!("{tenant}/arena/{name}"), "name": name, "playersPerMatch": 4, "teams": 2,
+        "playersPerTeam": 2, "skillWindowInitial": 100, "skillWindowWideningPerSecond": 10,
+        "skillWindowMaximum": 500, "maxLatencyMs": 100, "regions": regions, "timeoutSeconds": 120,
+        "backfill": false})
+    };
+    assert_eq!(
+        doc,
+        json!({"version": 1, "cell": name, "pools": [
+            {"version": 1, "cell": name, "tenant": "alpha", "namespace": alpha, "pool": "arena",
+             "queues": [queue_doc("alpha", "duel", &["eu-west-1"]), queue_doc("alpha", "squads", &["eu-west-1"])]},
+            {"version": 1, "cell": name, "tenant": "beta", "namespace": beta, "pool": "arena",
+             "queues": [queue_doc("beta", "duel", &["eu-west-1"])]}
+        ]})
+    );
+
+    // Credentials: a token per tenant in its own namespace, only hashes in the cell's.
+    let token_of = |ns: &'static str| {
+        let client = client.clone();
+        async move {
+            let s = Api::<Secret>::namespaced(client, ns)
+                .get("gamecell-matchmaker")
+                .await
+                .expect("credential");
+            assert_eq!(
+                secret_value(&s, "MATCHMAKER_URL"),
+                "http://matchmaker.gamecell-wl-mm.svc:8080"
+            );
+            secret_value(&s, "MATCHMAKER_TOKEN")
+        }
+    };
+    let (token_a, token_b) = (token_of(alpha).await, token_of(beta).await);
+    assert_ne!(token_a, token_b);
+    let hashes: Value = serde_json::from_str(&secret_value(
+        &Api::<Secret>::namespaced(client.clone(), cell_ns)
+            .get("matchmaker-tenants")
+            .await
+            .expect("hashes"),
+        "tenants.json",
+    ))
+    .expect("JSON");
+    let sha = gamecell_operator::matchmaker::config::token_hash;
+    assert_eq!(
+        hashes,
+        json!({"tenants": {"alpha": sha(&token_a), "beta": sha(&token_b)}})
+    );
+
+    // The network: the cell's tenant namespaces, and only they, reach the matchmaker's port.
+    let ingress = Api::<NetworkPolicy>::namespaced(client.clone(), cell_ns)
+        .get("gamecell-allow-tenants-to-matchmaker")
+        .await
+        .expect("ingress policy");
+    assert_eq!(
+        serde_json::to_value(&ingress).expect("json")["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+            ["matchExpressions"][0]["values"],
+        json!([alpha, beta])
+    );
+    Api::<NetworkPolicy>::namespaced(client.clone(), cell_ns)
+        .get("gamecell-default-deny")
+        .await
+        .expect("default deny");
+    for ns in [alpha, beta] {
+        Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+            .get("gamecell-allow-cell-matchmaker")
+            .await
+            .expect("tenant egress to the matchmaker");
+    }
+
+    // Steady state: nothing is written.
+    let before = matchmaker_versions(&client, cell_ns, &[alpha, beta]).await;
+    let cell_rv = cells.get(name).await.expect("cell").resource_version();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        matchmaker_versions(&client, cell_ns, &[alpha, beta]).await,
+        before,
+        "no write when idle"
+    );
+    assert_eq!(
+        cells.get(name).await.expect("cell").resource_version(),
+        cell_rv
+    );
+
+    // A pool refused by validation is left out and breaks nobody's pools.
+    apply(
+        &beta_pools,
+        pool(
+            beta,
+            "abroad",
+            shared_pool_spec(name, &["duel"], &["us-east-1"]),
+        ),
+    )
+    .await;
+    wait_for(
+        &beta_pools,
+        "abroad",
+        "Ready",
+        "False",
+        Some("QueueRegionNotAllowed"),
+        |_| true,
+    )
+    .await;
+    let generation = matchmaker.metadata.generation;
+
+    // Removing beta's pool: the configuration follows, without a rollout; alpha stays Ready.
+    beta_pools
+        .delete("arena", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_until(ROLLOUT, "the configuration to drop beta's pool", || async {
+        configs.get("matchmaker-config").await.is_ok_and(|c| {
+            let doc = document(&c);
+            doc["pools"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1 && p[0]["tenant"] == "alpha")
+        })
+    })
+    .await;
+    let a = wait_ready(&alpha_pools, "arena").await;
+    assert_eq!(a["status"]["queues"], 2);
+    let after = Api::<Deployment>::namespaced(client.clone(), cell_ns)
+        .get("matchmaker")
+        .await
+        .expect("matchmaker");
+    assert_eq!(
+        after.metadata.generation, generation,
+        "a pool change does not roll the matchmaker"
+    );
+    assert_eq!(
+        after.spec.as_ref().map(|s| &s.template),
+        matchmaker.spec.as_ref().map(|s| &s.template)
+    );
+    // beta keeps its credential (no regeneration).
+    assert_eq!(token_of(beta).await, token_b);
+
+    // A pool that had its own matchmaker (an image) and drops it moves to the cell matchmaker.
+    apply(
+        &beta_pools,
+        pool(
+            beta,
+            "custom",
+            json!({"cellRef": {"name": name}, "replicas": 1,
+        "image": "ghcr.io/beta/matchmaker:2", "queues": [queue("duel", &[])]}),
+        ),
+    )
+    .await;
+    wait_ready(&beta_pools, "custom").await;
+    let own = Api::<Deployment>::namespaced(client.clone(), beta);
+    own.get("custom-mm").await.expect("its own matchmaker");
+    apply(
+        &beta_pools,
+        pool(
+            beta,
+            "custom",
+            json!({"cellRef": {"name": name}, "replicas": 1,
+        "queues": [queue("duel", &[])]}),
+        ),
+    )
+    .await;
+    wait_gone(&own, "custom-mm").await;
+    wait_gone(
+        &Api::<ConfigMap>::namespaced(client.clone(), beta),
+        "custom-mm-config",
+    )
+    .await;
+    wait_gone(
+        &Api::<Service>::namespaced(client.clone(), beta),
+        "custom-mm",
+    )
+    .await;
+    let c = wait_ready(&beta_pools, "custom").await;
+    assert!(condition(&c, "Ready").is_some_and(|r| r.2.contains("gamecell-wl-mm/matchmaker")));
+
+    delete_cells(&client, &[name], &[alpha, beta]).await;
+    wait_gone(&Api::<Namespace>::all(client.clone()), cell_ns).await;
     operator.stop().await;
 }
 
@@ -692,6 +1089,41 @@ async fn dedicated_and_enterprise_cells_place_restrict_and_refuse() {
         .get("matchmaking-mm-eu-west-1")
         .await
         .expect("eu matchmaker");
+    // The built-in matchmaker exactly as it runs for a pool without an image.
+    assert_matchmaker_pod(
+        &eu,
+        &json!([
+            {"name": "MATCHMAKER_CONFIG", "value": "/etc/gamecell/matchmaker/matchmaker.json"},
+            {"name": "MATCHMAKER_POOL", "value": "matchmaking"},
+            {"name": "MATCHMAKER_TENANT", "value": "solo"},
+            {"name": "MATCHMAKER_PORT", "value": "8080"},
+            {"name": "MATCHMAKER_REGION", "value": "eu-west-1"}
+        ]),
+        &json!([{"name": "config", "mountPath": "/etc/gamecell/matchmaker", "readOnly": true}]),
+        &json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}),
+        &json!([{"name": "config", "configMap": {"name": "matchmaking-mm-config", "defaultMode": 420}}]),
+    );
+    let dedicated_config = Api::<ConfigMap>::namespaced(client.clone(), ded)
+        .get("matchmaking-mm-config")
+        .await
+        .expect("the pool's ConfigMap");
+    let doc: Value =
+        serde_json::from_str(&dedicated_config.data.as_ref().expect("data")["matchmaker.json"])
+            .expect("JSON config");
+    assert_eq!(
+        doc,
+        json!({"version": 1, "cell": "wl-dedicated", "tenant": "solo", "namespace": "wl-dedicated",
+               "pool": "matchmaking", "queues": [
+            {"id": "solo/matchmaking/casual", "name": "casual", "playersPerMatch": 4, "teams": 2,
+             "playersPerTeam": 2, "skillWindowInitial": 100, "skillWindowWideningPerSecond": 10,
+             "skillWindowMaximum": 500, "maxLatencyMs": 100, "regions": ["us-east-1"],
+             "timeoutSeconds": 120, "backfill": false},
+            {"id": "solo/matchmaking/ranked", "name": "ranked", "playersPerMatch": 4, "teams": 2,
+             "playersPerTeam": 2, "skillWindowInitial": 100, "skillWindowWideningPerSecond": 10,
+             "skillWindowMaximum": 500, "maxLatencyMs": 100, "regions": ["eu-west-1", "us-east-1"],
+             "timeoutSeconds": 120, "backfill": false}
+        ]})
+    );
     let env = serde_json::to_value(&eu).expect("json")["spec"]["template"]["spec"]["containers"][0]
         ["env"]
         .clone();
