@@ -138,7 +138,7 @@ fn plan(i: usize, prefix: &str) -> CellPlan {
                 .iter()
                 .enumerate()
                 .map(|(t, ns)| {
-                    json!({"name": format!("t{t}"), "namespace": ns,
+                    json!({"name": format!("{name}-t{t}"), "namespace": ns,
                                       "quota": {"cpu": "4", "memory": "8Gi", "pods": 20,
                                                 "maxConcurrentPlayers": 100_000}})
                 })

@@ -14,6 +14,8 @@ export GAMECELL_KCM_PORT=22257 GAMECELL_SCHED_PORT=22259 GAMECELL_KWOK_PORT=2224
 export GAMECELL_MOTO_PORT="${GAMECELL_BENCH_MOTO_PORT:-15002}"
 # Room on the fake node for every benchmark pod (kwok runs nothing).
 export GAMECELL_NODE_PODS="${GAMECELL_NODE_PODS:-20000}"
+# Local Postgres/MariaDB for shared cells' tenant databases, on ports of the benchmark's own.
+export GAMECELL_PG_PORT="${GAMECELL_BENCH_PG_PORT:-15434}" GAMECELL_MYSQL_PORT="${GAMECELL_BENCH_MYSQL_PORT:-13308}"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -28,6 +30,7 @@ mkdir -p "$OUT"
 
 cleanup() {
   "$HACK_DIR/moto.sh" down >/dev/null 2>&1 || true
+  "$HACK_DIR/sqlstores.sh" down >/dev/null 2>&1 || true
   "$HACK_DIR/cluster.sh" down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -46,6 +49,8 @@ run_operator() {
   if [ "$cloud" = aws ]; then
     "$HACK_DIR/moto.sh" up
     export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
+    "$HACK_DIR/sqlstores.sh" up
+    eval "$("$HACK_DIR/sqlstores.sh" env)"
   fi
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
   machine

@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use futures::future::BoxFuture;
-use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::{ConnectOptions, Connection};
 
 use super::{Report, SqlError, StoreRef, TenantDatabases, scrub};
 use crate::cell::tenant_sql::{
@@ -274,6 +274,9 @@ async fn connect(engine: Engine, target: &Target, master: &Master) -> Result<Ses
                     (true, Some(ca)) => options.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca),
                     (true, None) => options.ssl_mode(PgSslMode::Require),
                 };
+                // sqlx logs every statement at debug level, and CREATE/ALTER ROLE carry the
+                // tenant's password: never log statements (caught by the sentinel e2e test).
+                let options = options.disable_statement_logging();
                 PgConnection::connect_with(&options)
                     .await
                     .map(Session::Postgres)
@@ -289,6 +292,8 @@ async fn connect(engine: Engine, target: &Target, master: &Master) -> Result<Ses
                     (true, Some(ca)) => options.ssl_mode(MySqlSslMode::VerifyIdentity).ssl_ca(ca),
                     (true, None) => options.ssl_mode(MySqlSslMode::Required),
                 };
+                // As above: statements carry passwords, so they are never logged.
+                let options = options.disable_statement_logging();
                 MySqlConnection::connect_with(&options)
                     .await
                     .map(Session::MySql)

@@ -597,3 +597,127 @@ async fn bad_master_credentials_are_reported_without_secrets() {
         .expect_err("unknown secret");
     assert_eq!(gone.reason(), "SqlMasterSecretUnavailable", "{gone}");
 }
+
+/// Issue 5's sentinel test, on the operator process (debug logs, JSON) against moto and the
+/// local Postgres: the master password the operator reads from Secrets Manager, each tenant's
+/// generated SQL password and each tenant's matchmaker token appear nowhere but in that
+/// tenant's own Secret: not in the log, Events, any custom resource, ConfigMaps, Deployments,
+/// another Secret, or `/metrics`.
+#[tokio::test]
+async fn secrets_appear_only_in_their_own_secret() {
+    let client = client().await;
+    install_crds(&client).await;
+    let name = "sentinel";
+    let tenants = ["sa", "sb"];
+    release_leftover(&client, name).await;
+    let databases: Vec<String> = tenants.iter().map(|t| t.to_string()).collect();
+    let database_refs: Vec<&str> = databases.iter().map(String::as_str).collect();
+    reset_local("Postgres", &database_refs).await;
+    let operator = crate::support::OperatorProcess::start_with(
+        "sentinel-operator",
+        &[
+            (
+                "RUST_LOG",
+                "debug,hyper=info,h2=info,rustls=info,tower=info",
+            ),
+            ("GAMECELL_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    let api: Api<GameCell> = Api::all(client.clone());
+    apply(&api, &cell(name, "Postgres", &tenants)).await;
+    wait_ready(&api, name).await;
+
+    // The sentinels, and where each may be.
+    let mut sentinels: Vec<(String, Option<String>, &str)> =
+        vec![(MASTER.1.to_owned(), None, "the master password")];
+    for t in tenants {
+        let ns = format!("{name}-{t}");
+        let sql = sql_secret(&client, &ns).await;
+        sentinels.push((
+            value(&sql, "SQL_PASSWORD"),
+            Some(format!("{ns}/gamecell-sql")),
+            "a tenant's SQL password",
+        ));
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let mm = secrets
+            .get("gamecell-matchmaker")
+            .await
+            .expect("the tenant's matchmaker credential");
+        sentinels.push((
+            value(&mm, "MATCHMAKER_TOKEN"),
+            Some(format!("{ns}/gamecell-matchmaker")),
+            "a tenant's matchmaker token",
+        ));
+    }
+    for (s, _, what) in &sentinels {
+        assert!(s.len() >= 8, "{what} is too short to be a sentinel");
+    }
+    // Let a few reconciles and resyncs run (debug logs of every step) before looking.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let mut haystacks: Vec<(String, String)> = Vec::new();
+    haystacks.push((
+        "the operator log".into(),
+        std::fs::read_to_string(&operator.log).expect("operator log"),
+    ));
+    let (_, metrics) = crate::support::http_get(operator.port, "/metrics")
+        .await
+        .expect("/metrics");
+    haystacks.push(("/metrics".into(), metrics));
+    use kube::core::ApiResource;
+    let kinds = [
+        ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&()),
+        ApiResource::erase::<k8s_openapi::api::core::v1::Event>(&()),
+        crate::support::api_resource("GameCell"),
+        crate::support::api_resource("PlayerService"),
+        crate::support::api_resource("MatchmakingPool"),
+        ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    ];
+    for ar in kinds {
+        let kind = format!("{}/{}", ar.api_version, ar.kind);
+        let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+        let list = api.list(&Default::default()).await.expect("list");
+        haystacks.push((
+            format!("every {kind}"),
+            serde_json::to_string(&list.items).expect("json"),
+        ));
+    }
+    let all_secrets: Api<Secret> = Api::all(client.clone());
+    let secrets = all_secrets
+        .list(&Default::default())
+        .await
+        .expect("secrets");
+    for (sentinel, home, what) in &sentinels {
+        for (place, text) in &haystacks {
+            assert!(
+                !text.contains(sentinel.as_str()),
+                "{what} appears in {place}"
+            );
+        }
+        let holders: Vec<String> = secrets
+            .items
+            .iter()
+            .filter(|s| {
+                let data = serde_json::to_string(&s.data).unwrap_or_default()
+                    + &s.data
+                        .iter()
+                        .flatten()
+                        .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned())
+                        .collect::<String>()
+                    + &serde_json::to_string(&s.string_data).unwrap_or_default()
+                    + &serde_json::to_string(&s.metadata.annotations).unwrap_or_default();
+                data.contains(sentinel.as_str())
+            })
+            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        assert_eq!(
+            holders,
+            home.iter().cloned().collect::<Vec<_>>(),
+            "{what} is held by the wrong Secrets"
+        );
+    }
+    operator.stop().await;
+    teardown(&client, name).await;
+}
