@@ -380,14 +380,11 @@ async fn bound_to(
     ctx: &Context,
     cell: &GameCell,
 ) -> Result<(Vec<PlayerService>, Vec<MatchmakingPool>), Error> {
-    ctx.services
-        .wait_until_ready()
+    ctx.caches_synced
+        .clone()
+        .wait_for(|synced| *synced)
         .await
-        .map_err(|_| Error::CacheUnavailable("PlayerService"))?;
-    ctx.pools
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheUnavailable("MatchmakingPool"))?;
+        .map_err(|_| Error::CacheUnavailable("PlayerService/MatchmakingPool"))?;
     let name = cell.name_any();
     let services = ctx
         .services

@@ -57,6 +57,10 @@ pub struct Context {
     pub services: Store<PlayerService>,
     /// Every MatchmakingPool, likewise.
     pub pools: Store<MatchmakingPool>,
+    /// True once every watch cache has its first full listing. Reconciles wait on this rather
+    /// than on `Store::wait_until_ready`, whose one-shot readiness wakes only one of several
+    /// concurrent waiters (a reconcile started before the caches synced hung forever).
+    pub caches_synced: watch::Receiver<bool>,
 }
 
 /// Requeue intervals. The defaults suit production; tests shorten them.
@@ -229,6 +233,7 @@ pub async fn run(
     let pools = matchmakingpool::controller(client.clone(), config)
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 
+    let (synced_tx, synced_rx) = watch::channel(false);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -239,6 +244,7 @@ pub async fn run(
         timings,
         services: services.store(),
         pools: pools.store(),
+        caches_synced: synced_rx,
     });
     let stores = (cells.store(), services.store(), pools.store());
     let mark_ready = {
@@ -248,6 +254,7 @@ pub async fn run(
                 && stores.1.wait_until_ready().await.is_ok()
                 && stores.2.wait_until_ready().await.is_ok();
             if synced {
+                let _ = synced_tx.send(true);
                 readiness.set(true);
                 metrics.ready.set(1);
                 tracing::info!("caches synced; operator ready");
