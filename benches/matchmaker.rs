@@ -9,6 +9,9 @@
 //!
 //! Scenarios (each bounded to a few seconds):
 //! - `core`: the matching core alone, one thread, no HTTP: tickets matched per second.
+//! - `sim`: dense and sparse queues fed to the matching core on a simulated clock: wait
+//!   p50/p99 (also by distance from the mean skill), spread and team-mean gap p99, and how
+//!   many tickets waited while a valid match for them existed.
 //! - `api`: tickets/s sustained through `POST /v1/tickets` at stepped offered rates, and through
 //!   `POST /v1/tickets/batch`.
 //! - `load`: dense and sparse 5v5 queues with parties, cancellations, three regions and a
@@ -35,7 +38,7 @@ use tokio::net::TcpStream;
 #[derive(Parser, Debug)]
 #[command(name = "matchmaker-bench")]
 struct Args {
-    /// Scenarios to run: core, api, load, noisy (comma-separated) or all.
+    /// Scenarios to run: core, sim, api, load, noisy (comma-separated) or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenario: Vec<String>,
     /// Seconds of offered load per measurement.
@@ -288,6 +291,340 @@ fn thread_cpu_seconds() -> Option<f64> {
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;
     Some((user + system) / 100.0)
+}
+
+// ---- simulated clock ---------------------------------------------------------------------------
+
+/// One queue simulated with the matching core alone on a simulated clock: exact arrival times,
+/// rounds every `round_ms`, no HTTP and no scheduling noise.
+struct SimSpec {
+    label: &'static str,
+    rate: f64,
+    parties: bool,
+    window: (f64, f64, f64),
+    round_ms: u64,
+}
+
+#[derive(Default)]
+struct SimResult {
+    offered: usize,
+    matched: usize,
+    matches: usize,
+    /// (wait s, |z| of the ticket's mean skill)
+    waits: Vec<(f64, f64)>,
+    spreads: Vec<f64>,
+    gaps: Vec<f64>,
+    within_window: usize,
+    /// Waiting tickets seen at round ends, and how many of them were in a valid match
+    /// (solo queues only; `None` for queues with parties).
+    ticket_rounds: usize,
+    stranded: Option<usize>,
+    /// Matches with a team-mean gap above 2 rating points, by party sizes per team.
+    unbalanced: HashMap<String, usize>,
+}
+
+#[derive(Clone, Copy)]
+struct SimTicket {
+    id: u64,
+    size: usize,
+    created_ms: u64,
+    skill: f64,
+    z: f64,
+    mask: u32,
+}
+
+/// Marks in `out` the tickets of `waiting` (one region's waiting solo tickets, sorted by skill)
+/// that belong to a valid match: `players` consecutive tickets whose spread fits the window of
+/// one of them (the set's anchor; older members only widen it). Some valid match exists exactly
+/// when some ticket is marked: any valid set spans a run of consecutive tickets holding its
+/// anchor.
+fn mark_valid(
+    waiting: &[SimTicket],
+    players: usize,
+    rules: &QueueRules,
+    now: u64,
+    out: &mut [bool],
+) {
+    let n = waiting.len();
+    if n < players {
+        return;
+    }
+    for (i, anchor) in waiting.iter().enumerate() {
+        let window = rules.window_at(now.saturating_sub(anchor.created_ms));
+        for start in i.saturating_sub(players - 1)..=i.min(n - players) {
+            if waiting[start + players - 1].skill - waiting[start].skill <= window {
+                for flag in &mut out[start..start + players] {
+                    *flag = true;
+                }
+            }
+        }
+    }
+}
+
+fn simulate(seed: u64, spec: &SimSpec, arrivals_s: f64, drain_s: f64) -> SimResult {
+    let rules = QueueRules {
+        window_initial: spec.window.0,
+        window_widening_per_second: spec.window.1,
+        window_maximum: spec.window.2,
+        ..core_rules(10, 2)
+    };
+    let mut rng = Rng(seed);
+    let mut events: Vec<(u64, TicketInput, Option<u64>)> = Vec::new();
+    let mut tickets: HashMap<u64, SimTicket> = HashMap::new();
+    for (n, at) in poisson(&mut rng, spec.rate, arrivals_s)
+        .into_iter()
+        .enumerate()
+    {
+        let size = if spec.parties {
+            party_size(&mut rng, 5)
+        } else {
+            1
+        };
+        let mut lat = latencies(&mut rng);
+        while lat.iter().all(|&l| l > 100) {
+            lat = latencies(&mut rng);
+        }
+        let base = rng.normal(1500.0, 300.0);
+        let skills: Vec<f64> = (0..size)
+            .map(|_| (base + rng.normal(0.0, 30.0)).round())
+            .collect();
+        let cancel = (rng.below(100) < 5).then(|| (rng.uniform() * 5000.0) as u64);
+        let created_ms = (at * 1000.0) as u64;
+        let mean = skills.iter().sum::<f64>() / skills.len() as f64;
+        let mask = lat
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l <= 100)
+            .fold(0u32, |m, (r, _)| m | 1 << r);
+        tickets.insert(
+            n as u64,
+            SimTicket {
+                id: n as u64,
+                size: skills.len(),
+                created_ms,
+                skill: skills[0],
+                z: ((mean - 1500.0) / 300.0).abs(),
+                mask,
+            },
+        );
+        events.push((
+            created_ms,
+            TicketInput {
+                id: n as u64,
+                created_ms,
+                skills,
+                worst_latency_ms: lat.to_vec(),
+            },
+            cancel.map(|c| created_ms + c),
+        ));
+    }
+    let mut result = SimResult {
+        offered: events.len(),
+        stranded: (!spec.parties).then_some(0),
+        ..SimResult::default()
+    };
+    let mut cancels: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|(_, t, c)| c.map(|c| (c, t.id)))
+        .collect();
+    cancels.sort_unstable();
+    let mut pool = Pool::new(rules.clone());
+    let (mut next_event, mut next_cancel) = (0, 0);
+    let end = ((arrivals_s + drain_s) * 1000.0) as u64;
+    let mut now = 0;
+    let mut flags = Vec::new();
+    let mut by_region: Vec<Vec<SimTicket>> = vec![Vec::new(); REGIONS.len()];
+    while now <= end {
+        while next_event < events.len() && events[next_event].0 <= now {
+            let _ = pool.insert(events[next_event].1.clone());
+            next_event += 1;
+        }
+        while next_cancel < cancels.len() && cancels[next_cancel].0 <= now {
+            pool.remove(cancels[next_cancel].1);
+            next_cancel += 1;
+        }
+        let tick = pool.tick(now, usize::MAX);
+        for m in &tick.matches {
+            result.matches += 1;
+            result.spreads.push(m.spread);
+            result.gaps.push(m.imbalance);
+            if m.spread <= m.window {
+                result.within_window += 1;
+            }
+            if m.imbalance > 2.0 {
+                let mut teams: Vec<Vec<usize>> = vec![Vec::new(); 2];
+                for p in &m.tickets {
+                    teams[usize::from(p.team).min(1)].push(tickets[&p.ticket].size);
+                }
+                let mut parts: Vec<String> = teams
+                    .iter_mut()
+                    .map(|t| {
+                        t.sort_unstable_by(|a, b| b.cmp(a));
+                        t.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    })
+                    .collect();
+                parts.sort();
+                *result.unbalanced.entry(parts.join(" v ")).or_default() += 1;
+            }
+            for p in &m.tickets {
+                let t = &tickets[&p.ticket];
+                result.matched += 1;
+                result
+                    .waits
+                    .push(((now - t.created_ms) as f64 / 1000.0, t.z));
+            }
+        }
+        if let Some(stranded) = result.stranded.as_mut() {
+            // Every waiting ticket that is part of a valid match right after the round.
+            let waiting = pool.waiting();
+            result.ticket_rounds += waiting.len();
+            let mut in_valid: std::collections::HashSet<u64> = std::collections::HashSet::new();
+            for (r, list) in by_region.iter_mut().enumerate() {
+                list.clear();
+                list.extend(
+                    waiting
+                        .iter()
+                        .map(|id| tickets[id])
+                        .filter(|t| t.mask & (1 << r) != 0),
+                );
+                list.sort_by(|a, b| a.skill.total_cmp(&b.skill));
+                flags.clear();
+                flags.resize(list.len(), false);
+                mark_valid(list, 10, &rules, now, &mut flags);
+                for (t, &f) in list.iter().zip(&flags) {
+                    if f {
+                        in_valid.insert(t.id);
+                    }
+                }
+            }
+            *stranded += in_valid.len();
+        }
+        now += spec.round_ms;
+    }
+    result
+}
+
+fn bench_sim(seed: u64) {
+    println!("\n### Dense and sparse queues on a simulated clock (matching core only)\n");
+    println!(
+        "The `load` population (skill N(1500, 300), + N(0, 30) per party member, 3 regions with the latency matrix, 5 % cancelled 0-5 s after creation) fed to one `Pool` at exact Poisson arrival times, rounds every `round` ms of simulated time: 20 s of arrivals, 12 s to drain. No HTTP, no threads: the waits are the algorithm's and the population's alone. `valid match left` counts waiting tickets that, right after a round, were in some valid match (10 tickets of one region whose spread fits the window of the oldest of them; solo queues only): a positive count would be a ticket waiting while it could have played. Wait p99 is split by the ticket's distance from the mean skill (|z| = |mean skill - 1500| / 300).\n"
+    );
+    println!(
+        "| queue | window (initial/widening/max) | round ms | tickets/s | offered | matched | wait p50 s | **wait p99 s** | p99 \\|z\\|<2 | p99 \\|z\\|≥2 | share \\|z\\|≥2 | spread p99 | **team-mean gap p99** | within window | valid match left / ticket-rounds |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let base = (50.0, 25.0, 300.0);
+    let specs = [
+        SimSpec {
+            label: "dense-solo",
+            rate: 2000.0,
+            parties: false,
+            window: base,
+            round_ms: 50,
+        },
+        SimSpec {
+            label: "dense-solo",
+            rate: 2000.0,
+            parties: false,
+            window: base,
+            round_ms: 10,
+        },
+        SimSpec {
+            label: "dense-parties",
+            rate: 2000.0,
+            parties: true,
+            window: base,
+            round_ms: 50,
+        },
+        SimSpec {
+            label: "sparse-solo",
+            rate: 50.0,
+            parties: false,
+            window: base,
+            round_ms: 50,
+        },
+        SimSpec {
+            label: "sparse-parties",
+            rate: 50.0,
+            parties: true,
+            window: base,
+            round_ms: 50,
+        },
+        SimSpec {
+            label: "dense-solo",
+            rate: 2000.0,
+            parties: false,
+            window: (50.0, 50.0, 300.0),
+            round_ms: 50,
+        },
+        SimSpec {
+            label: "dense-parties",
+            rate: 2000.0,
+            parties: true,
+            window: (50.0, 50.0, 300.0),
+            round_ms: 50,
+        },
+    ];
+    let mut notes = Vec::new();
+    for spec in &specs {
+        let r = simulate(seed, spec, 20.0, 12.0);
+        let all = sorted(r.waits.iter().map(|w| w.0).collect());
+        let inner = sorted(r.waits.iter().filter(|w| w.1 < 2.0).map(|w| w.0).collect());
+        let outer = sorted(r.waits.iter().filter(|w| w.1 >= 2.0).map(|w| w.0).collect());
+        println!(
+            "| {} | {:.0}/{:.0}/{:.0} | {} | {:.0} | {} | {} | {:.3} | **{:.3}** | {:.3} | {:.3} | {:.1} % | {:.1} | **{:.2}** | {:.1} % | {} |",
+            spec.label,
+            spec.window.0,
+            spec.window.1,
+            spec.window.2,
+            spec.round_ms,
+            spec.rate,
+            r.offered,
+            r.matched,
+            pct(&all, 50.0),
+            pct(&all, 99.0),
+            pct(&inner, 99.0),
+            pct(&outer, 99.0),
+            100.0 * outer.len() as f64 / all.len().max(1) as f64,
+            pct(&sorted(r.spreads.clone()), 99.0),
+            pct(&sorted(r.gaps.clone()), 99.0),
+            100.0 * r.within_window as f64 / r.matches.max(1) as f64,
+            r.stranded.map_or("n/a (parties)".to_owned(), |s| format!(
+                "{s} / {}",
+                r.ticket_rounds
+            )),
+        );
+        let mut unbalanced: Vec<(&String, &usize)> = r.unbalanced.iter().collect();
+        unbalanced.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        notes.push(format!(
+            "{} {}/{}/{} round {} ms: {} of {} matches with a gap above 2{}{}",
+            spec.label,
+            spec.window.0,
+            spec.window.1,
+            spec.window.2,
+            spec.round_ms,
+            r.unbalanced.values().sum::<usize>(),
+            r.matches,
+            if unbalanced.is_empty() {
+                ""
+            } else {
+                "; by team composition: "
+            },
+            unbalanced
+                .iter()
+                .take(6)
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    println!();
+    for n in notes {
+        println!("- {n}");
+    }
 }
 
 // ---- HTTP client -----------------------------------------------------------------------------
@@ -883,6 +1220,9 @@ fn main() -> Result<(), BoxError> {
     );
     if wants("core") {
         bench_core(args.seed, args.seconds);
+    }
+    if wants("sim") {
+        bench_sim(args.seed);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

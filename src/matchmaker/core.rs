@@ -20,20 +20,28 @@
 //!   to it of at most `maxLatencyMs`; each region keeps a skill-sorted index (a `BTreeMap` keyed
 //!   by `(skill, ticket id)`) of the tickets eligible there. A match's tickets are all drawn from
 //!   one region's index: that region hosts the match. Among regions the anchor is eligible in,
-//!   the best match wins (smallest spread, then lowest latency; exact searches also compare
-//!   the team-mean gap).
+//!   the best match wins in the quality order ([`quality_key`]): balanced (team-mean gap at
+//!   most [`BALANCED_GAP`]) first, then smallest spread, then smallest gap, then lowest latency.
 //! - **Candidates.** From the anchor's position in the index, tickets are taken outward on
 //!   both sides while they stay within the window, until one side alone could fill the match
 //!   (plus one team's worth when parties are about, so some can be skipped). In pools of at
 //!   most [`SMALL_POOL`] tickets, at least [`EXACT_CANDIDATES`] per side are taken.
 //!   - When every in-window candidate was collected and there are at most
 //!     [`EXACT_CANDIDATES`] of them, the search is exact: every subset with the right player
-//!     count is tried and the best (spread, then team-mean gap, then latency) is taken.
+//!     count is tried and the best in the quality order is taken.
 //!   - Otherwise, a sliding window: for each start left of the anchor, candidates are taken in
 //!     skill order (skipping parties that do not fit the remaining places) until the match is
 //!     full. For solo tickets this tries every run of consecutive tickets containing the
-//!     anchor, which include the minimum-spread set. Sets are tried by increasing spread;
-//!     the first that splits into teams (see [`BALANCE_CANDIDATES`]) is taken.
+//!     anchor, which include the minimum-spread set. Sets that split into teams are tried by
+//!     increasing spread; an unbalanced one is first rebalanced by swapping its tickets for
+//!     same-sized candidates within the window ([`MAX_SWAPS`]); the first balanced set is
+//!     taken, else the best of [`BALANCE_CANDIDATES`] (parties: a five-stack against five
+//!     solos is balanced by choosing the solos, not by the split).
+//! - **Balance patience.** An anchor whose best match is unbalanced (team-mean gap above
+//!   [`BALANCED_GAP`]) and holds a party declines it until it has waited
+//!   [`BALANCE_PATIENCE_MS`]; meanwhile its window widens and tickets arrive (measured: a
+//!   five-stack then usually finds a balanced match; see `BENCHMARKS.md`). Solo-only matches
+//!   are never held back: their gap is at most their spread.
 //! - **Parties** stay whole: a party larger than one team is refused when the ticket is made,
 //!   and team balancing ([`super::teams`]) keeps each party in one team.
 
@@ -50,10 +58,22 @@ pub type BackfillId = u64;
 
 /// A search is exact when the anchor has at most this many candidates in its window.
 pub const EXACT_CANDIDATES: usize = 10;
-/// Sliding-window searches compare the team balance of this many lowest-spread sets (1: the
-/// lowest-spread set that splits into teams; more costs throughput and, measured, hardly
-/// improves balance, which parties rather than the choice of set limit).
-pub const BALANCE_CANDIDATES: usize = 1;
+/// A match whose team-mean gap is at most this many rating points is *balanced*. Searches
+/// prefer a balanced set to a tighter unbalanced one: the quality order of two candidate
+/// matches is (unbalanced, spread, gap, latency), see [`quality_key`].
+pub const BALANCED_GAP: f64 = 1.0;
+/// Sliding-window searches try at most this many of the lowest-spread sets that split into
+/// teams, each rebalanced by swaps (see [`MAX_SWAPS`]), and stop at the first balanced one.
+pub const BALANCE_CANDIDATES: usize = 4;
+/// Rebalancing swaps per candidate set: a ticket of the match (never the anchor) is exchanged
+/// for a waiting candidate of the same party size, in the same team, within the window, when
+/// that narrows the gap between the strongest and the weakest team.
+pub const MAX_SWAPS: usize = 4;
+/// Tickets a rebalancing swap looks at on each side of the anchor in the region's index.
+pub const SWAP_SCAN: usize = 16;
+/// An anchor takes an unbalanced match (see [`BALANCED_GAP`]) holding a party only after
+/// waiting this long; before, it waits for its window to widen and more tickets to arrive.
+pub const BALANCE_PATIENCE_MS: u64 = 5_000;
 /// Most regions a queue may have (eligibility is a bit mask).
 pub const MAX_REGIONS: usize = 32;
 
@@ -289,15 +309,29 @@ struct Cand {
 
 struct Found {
     ids: Vec<TicketId>,
+    /// Whether a ticket of the match is a party (more than one player).
+    party: bool,
     split: Split,
     spread: f64,
     latency: u32,
 }
 
+/// The order of match quality, lower first: balanced matches (team-mean gap at most
+/// [`BALANCED_GAP`]) before unbalanced ones, then smallest skill spread, then smallest gap,
+/// then lowest worst latency.
+#[must_use]
+pub fn quality_key(spread: f64, gap: f64, latency: u32) -> (bool, f64, f64, u32) {
+    (gap > BALANCED_GAP, spread, gap, latency)
+}
+
 impl Found {
+    fn balanced(&self) -> bool {
+        self.split.gap <= BALANCED_GAP
+    }
+
     fn better_than(&self, other: &Found) -> bool {
-        (self.spread, self.split.gap, self.latency)
-            .partial_cmp(&(other.spread, other.split.gap, other.latency))
+        quality_key(self.spread, self.split.gap, self.latency)
+            .partial_cmp(&quality_key(other.spread, other.split.gap, other.latency))
             .is_some_and(std::cmp::Ordering::is_lt)
     }
 }
@@ -342,6 +376,27 @@ struct SlideOption {
 struct Scratch {
     lists: Vec<Vec<Cand>>,
     options: Vec<SlideOption>,
+    picked: Vec<usize>,
+}
+
+/// Highest minus lowest team skill sum.
+fn sum_gap(sums: &[f64]) -> f64 {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &s in sums {
+        lo = lo.min(s);
+        hi = hi.max(s);
+    }
+    hi - lo
+}
+
+/// Skill spread of `chosen`.
+fn spread_of_cands(chosen: &[Cand]) -> f64 {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for c in chosen {
+        lo = lo.min(c.s.min);
+        hi = hi.max(c.s.max);
+    }
+    hi - lo
 }
 
 /// The waiting tickets of one queue.
@@ -605,8 +660,9 @@ impl Pool {
                 continue;
             }
             out.searches += 1;
-            let window = self.rules.window_at(now_ms.saturating_sub(created));
-            if let Some((region, found)) = self.search(id, entry, window, &mut scratch) {
+            let wait = now_ms.saturating_sub(created);
+            let window = self.rules.window_at(wait);
+            if let Some((region, found)) = self.search(id, entry, wait, &mut scratch) {
                 out.matches
                     .push(self.commit(id, created, region, window, found));
             }
@@ -712,8 +768,21 @@ impl Pool {
         (a_pos, complete)
     }
 
-    /// The best match for an anchor over the regions it is eligible in.
+    /// The best match for an anchor that has waited `wait_ms`; an unbalanced one holding a
+    /// party only once it has waited [`BALANCE_PATIENCE_MS`].
     fn search(
+        &self,
+        anchor: TicketId,
+        entry: &Entry,
+        wait_ms: u64,
+        scratch: &mut Scratch,
+    ) -> Option<(usize, Found)> {
+        let found = self.search_within(anchor, entry, self.rules.window_at(wait_ms), scratch)?;
+        let f = &found.1;
+        (f.balanced() || !f.party || wait_ms >= BALANCE_PATIENCE_MS).then_some(found)
+    }
+
+    fn search_within(
         &self,
         anchor: TicketId,
         entry: &Entry,
@@ -769,55 +838,178 @@ impl Pool {
         if scratch.options.is_empty() {
             return best;
         }
-        scratch.options.sort_by(|x, y| {
+        scratch.options.sort_unstable_by(|x, y| {
             (x.spread, x.latency)
                 .partial_cmp(&(y.spread, y.latency))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        // The lowest-spread sets that split into teams: the best balanced of the first
-        // BALANCE_CANDIDATES of them wins (team-mean gap, then spread, then latency).
+        // The lowest-spread sets that split into teams, each rebalanced by swaps: the first
+        // balanced one wins, else the best of BALANCE_CANDIDATES of them (quality order).
         let mut sliding: Option<(usize, Found)> = None;
         let mut tried = 0;
+        let mut picked = std::mem::take(&mut scratch.picked);
         for o in &scratch.options {
             if tried >= BALANCE_CANDIDATES {
                 break;
             }
             let list = &scratch.lists[o.region];
-            let mut picked = Vec::with_capacity(usize::from(p));
+            picked.clear();
             self.fill(list, o.a_pos, o.start, window, Some(&mut picked));
-            let chosen: Vec<Cand> = picked.iter().map(|&i| list[i]).collect();
-            let Some(f) = self.found(&chosen, o.spread) else {
+            let Some(mut f) = self.found_at(list, &picked, o.spread) else {
                 continue;
             };
             tried += 1;
-            let better = sliding.as_ref().is_none_or(|(_, b)| {
-                (f.split.gap, f.spread, f.latency) < (b.split.gap, b.spread, b.latency)
-            });
-            if better {
-                let perfect = f.split.gap <= 1e-9;
+            if !f.balanced() {
+                // The anchor first: rebalancing never swaps it out.
+                let mut chosen: Vec<Cand> = Vec::with_capacity(picked.len());
+                chosen.extend(picked.iter().map(|&i| list[i]));
+                let mut team_of = f.split.team_of.clone();
+                if let Some(at) = picked.iter().position(|&i| i == o.a_pos) {
+                    chosen.swap(0, at);
+                    team_of.swap(0, at);
+                }
+                if self.rebalance(o.region, &mut chosen, &team_of, window) {
+                    let spread = spread_of_cands(&chosen);
+                    if let Some(g) = self.found(&chosen, spread)
+                        && g.better_than(&f)
+                    {
+                        f = g;
+                    }
+                }
+            }
+            if sliding.as_ref().is_none_or(|(_, b)| f.better_than(b)) {
+                let done = f.balanced();
                 sliding = Some((o.region, f));
-                if perfect {
+                if done {
                     break;
                 }
             }
         }
+        scratch.picked = picked;
         match (best, sliding) {
             (Some(b), Some(s)) => Some(if s.1.better_than(&b.1) { s } else { b }),
             (b, s) => b.or(s),
         }
     }
 
+    fn found_at(&self, list: &[Cand], picked: &[usize], spread: f64) -> Option<Found> {
+        let chosen: Vec<Cand> = picked.iter().map(|&i| list[i]).collect();
+        self.found(&chosen, spread)
+    }
+
+    /// Narrows the team-mean gap of the match `chosen` (teams `team_of`) by up to
+    /// [`MAX_SWAPS`] swaps: each time, the exchange of one of its tickets (never the anchor,
+    /// `chosen[0]`) for a waiting ticket of `region` outside the match, of the same party size,
+    /// in the same team, that keeps the spread within `window` and leaves the smallest gap
+    /// between the strongest and the weakest team, if that is smaller. Tickets are looked up in
+    /// the region's index around the anchor, at most [`SWAP_SCAN`] on each side. Returns
+    /// whether `chosen` changed (the caller splits it again, which can only improve on the
+    /// swapped teams).
+    fn rebalance(&self, region: usize, chosen: &mut [Cand], team_of: &[u16], window: f64) -> bool {
+        let teams = usize::from(self.rules.teams.max(1));
+        let mut sums = [0.0f64; 8];
+        if !(2..=sums.len()).contains(&teams) {
+            return false;
+        }
+        for (c, &t) in chosen.iter().zip(team_of) {
+            sums[usize::from(t)] += c.s.sum;
+        }
+        let sums = &mut sums[..teams];
+        let target = BALANCED_GAP * f64::from(self.rules.team_size()) / 2.0;
+        let a = chosen[0];
+        let (lo_bound, hi_bound) = (a.s.max - window, a.s.min + window);
+        let index = &self.index[region];
+        let key = (skill_key(a.s.min), a.id);
+        let mut without = [(0.0f64, 0.0f64); 64];
+        if chosen.len() > without.len() {
+            return false;
+        }
+        let mut changed = false;
+        for _ in 0..MAX_SWAPS {
+            let gap = sum_gap(sums);
+            if gap <= target {
+                break;
+            }
+            // The skill range of the match without each of its tickets.
+            for (k, range) in without.iter_mut().enumerate().take(chosen.len()) {
+                let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+                for (j, c) in chosen.iter().enumerate() {
+                    if j != k {
+                        lo = lo.min(c.s.min);
+                        hi = hi.max(c.s.max);
+                    }
+                }
+                *range = (lo, hi);
+            }
+            // (gap after, member index, candidate)
+            let mut best: Option<(f64, usize, Cand)> = None;
+            let mut consider = |id: TicketId, s: &Summary| {
+                if s.max > hi_bound || s.min < lo_bound || chosen.iter().any(|c| c.id == id) {
+                    return;
+                }
+                for (k, m) in chosen.iter().enumerate().skip(1) {
+                    let (lo, hi) = without[k];
+                    if m.s.size != s.size || hi.max(s.max) - lo.min(s.min) > window {
+                        continue;
+                    }
+                    let team = usize::from(team_of[k]);
+                    let delta = s.sum - m.s.sum;
+                    sums[team] += delta;
+                    let after = sum_gap(sums);
+                    sums[team] -= delta;
+                    if after < gap - 1e-9 && best.is_none_or(|(b, _, _)| after < b) {
+                        best = Some((after, k, Cand { id, s: *s }));
+                    }
+                }
+            };
+            let scan = SWAP_SCAN;
+            for (&(_, id), s) in index.range(..key).rev().take(scan) {
+                if s.min < lo_bound {
+                    break;
+                }
+                consider(id, s);
+            }
+            for (&(_, id), s) in index
+                .range((Bound::Excluded(key), Bound::Unbounded))
+                .take(scan)
+            {
+                if s.min > hi_bound {
+                    break;
+                }
+                consider(id, s);
+            }
+            let Some((_, k, c)) = best else { break };
+            sums[usize::from(team_of[k])] += c.s.sum - chosen[k].s.sum;
+            chosen[k] = c;
+            changed = true;
+        }
+        changed
+    }
+
+    /// The best split of `chosen` into teams (parties gathered on the stack for common sizes).
+    fn split_of(&self, chosen: &[Cand]) -> Option<Split> {
+        let party = |c: &Cand| PartyStats {
+            size: c.s.size,
+            sum: c.s.sum,
+        };
+        let (teams, size) = (self.rules.teams.max(1), self.rules.team_size());
+        let mut buf = [PartyStats { size: 0, sum: 0.0 }; 32];
+        if chosen.len() <= buf.len() {
+            for (b, c) in buf.iter_mut().zip(chosen) {
+                *b = party(c);
+            }
+            teams::split(&buf[..chosen.len()], teams, size)
+        } else {
+            let parties: Vec<PartyStats> = chosen.iter().map(party).collect();
+            teams::split(&parties, teams, size)
+        }
+    }
+
     fn found(&self, chosen: &[Cand], spread: f64) -> Option<Found> {
-        let parties: Vec<PartyStats> = chosen
-            .iter()
-            .map(|c| PartyStats {
-                size: c.s.size,
-                sum: c.s.sum,
-            })
-            .collect();
-        let split = teams::split(&parties, self.rules.teams.max(1), self.rules.team_size())?;
+        let split = self.split_of(chosen)?;
         Some(Found {
             ids: chosen.iter().map(|c| c.id).collect(),
+            party: chosen.iter().any(|c| c.s.size > 1),
             latency: chosen.iter().map(|c| c.s.latency).max().unwrap_or(0),
             split,
             spread,
@@ -860,14 +1052,31 @@ impl Pool {
         best: &mut Option<Found>,
     ) {
         let spread = range.1 - range.0;
-        if spread > window || best.as_ref().is_some_and(|b| spread > b.spread) {
+        // Adding tickets never narrows the spread: once a balanced match is known, wider
+        // sets cannot beat it.
+        if spread > window
+            || best
+                .as_ref()
+                .is_some_and(|b| b.balanced() && spread > b.spread)
+        {
             return;
         }
         if need == 0 {
-            if let Some(f) = self.found(chosen, spread)
-                && best.as_ref().is_none_or(|b| f.better_than(b))
+            // Only a better set is worth its Found (ids and all).
+            let latency = chosen.iter().map(|c| c.s.latency).max().unwrap_or(0);
+            if let Some(split) = self.split_of(chosen)
+                && best.as_ref().is_none_or(|b| {
+                    quality_key(spread, split.gap, latency)
+                        < quality_key(b.spread, b.split.gap, b.latency)
+                })
             {
-                *best = Some(f);
+                *best = Some(Found {
+                    ids: chosen.iter().map(|c| c.id).collect(),
+                    party: chosen.iter().any(|c| c.s.size > 1),
+                    split,
+                    spread,
+                    latency,
+                });
             }
             return;
         }

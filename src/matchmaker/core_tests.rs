@@ -392,17 +392,18 @@ fn brute_split(sizes: &[u16], sums: &[f64], teams: u16, team_size: u16) -> Optio
 }
 
 /// The best match containing `anchor` over every subset of the pool and every region:
-/// smallest spread, then smallest team-mean gap.
+/// balanced first (team-mean gap at most [`BALANCED_GAP`]), then smallest spread, then smallest
+/// team-mean gap.
 fn brute_best(
     rules: &QueueRules,
     pool: &[TicketInput],
     anchor: usize,
     now: u64,
-) -> Option<(f64, f64)> {
+) -> Option<(f64, f64, bool)> {
     let window = rules.window_at(now - pool[anchor].created_ms);
     let others: Vec<usize> = (0..pool.len()).filter(|&i| i != anchor).collect();
     let regions = rules.regions.len().max(1);
-    let mut best: Option<(f64, f64)> = None;
+    let mut best: Option<(f64, f64, bool)> = None;
     for bits in 0u32..(1 << others.len()) {
         let mut members = vec![anchor];
         members.extend(
@@ -445,10 +446,16 @@ fn brute_best(
         let Some(gap) = brute_split(&sizes, &sums, rules.teams.max(1), rules.team_size()) else {
             continue;
         };
-        let better = best
-            .is_none_or(|(bs, bg)| spread < bs - 1e-9 || (spread <= bs + 1e-9 && gap < bg - 1e-9));
+        // The stated quality order: balanced (gap <= BALANCED_GAP) first, then spread, then gap.
+        let balanced = gap <= BALANCED_GAP;
+        let better = best.is_none_or(|(bs, bg, _)| {
+            let best_balanced = bg <= BALANCED_GAP;
+            (balanced && !best_balanced)
+                || (balanced == best_balanced
+                    && (spread < bs - 1e-9 || (spread <= bs + 1e-9 && gap < bg - 1e-9)))
+        });
         if better {
-            best = Some((spread, gap));
+            best = Some((spread, gap, sizes.iter().any(|&s| s > 1)));
         }
     }
     best
@@ -512,12 +519,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(600))]
 
     /// The stated bound on pools of at most 8 tickets: the oldest ticket is matched whenever
-    /// any valid match for it exists, and its match is optimal (minimum spread, then minimum
-    /// team-mean gap: the brute force's best, within 1e-6 rating points).
+    /// any valid match for it exists (an unbalanced one only after BALANCE_PATIENCE_MS), and its match is optimal in the quality order (balanced
+    /// first, then minimum spread, then minimum team-mean gap: the brute force's best, within
+    /// 1e-6 rating points).
     #[test]
-    fn small_pools_match_the_brute_force_optimum((rules, tickets) in arb_small_pool()) {
+    fn small_pools_match_the_brute_force_optimum(
+        (rules, tickets) in arb_small_pool(),
+        patient in any::<bool>(),
+    ) {
         prop_assume!(!tickets.is_empty());
-        let now = 100;
+        // Before BALANCE_PATIENCE_MS an unbalanced optimum holding a party is declined;
+        // after, it is taken.
+        let now = if patient { BALANCE_PATIENCE_MS + 100 } else { 100 };
         let best = brute_best(&rules, &tickets, 0, now);
         let mut pool = Pool::new(rules.clone());
         for t in &tickets {
@@ -527,7 +540,13 @@ proptest! {
         let first = tick.matches.iter().find(|m| m.tickets.iter().any(|p| p.ticket == tickets[0].id));
         match (best, first) {
             (None, None) => {}
-            (Some((spread, gap)), Some(m)) => {
+            (Some((_, gap, true)), None) if gap > BALANCED_GAP && !patient => {}
+            (Some((spread, gap, party)), Some(m)) => {
+                prop_assert!(
+                    patient || !party || m.imbalance <= BALANCED_GAP,
+                    "unbalanced with a party before patience: {:?}",
+                    m
+                );
                 prop_assert_eq!(m.anchor, tickets[0].id);
                 prop_assert!((m.spread - spread).abs() < 1e-6, "spread {} vs optimum {}", m.spread, spread);
                 prop_assert!((m.imbalance - gap).abs() < 1e-6, "gap {} vs optimum {}", m.imbalance, gap);
@@ -551,4 +570,104 @@ fn dense_queues_match_nearly_everyone_tightly() {
     assert!(tick.matches.len() >= 995, "{}", tick.matches.len());
     let worst = tick.matches.iter().map(|m| m.spread).fold(0.0, f64::max);
     assert!(worst <= 50.0, "worst spread {worst}");
+}
+
+// ---- nobody waits while a match exists ----------------------------------------------------
+
+/// Solo tickets that, among `waiting`, belong to a valid match: `players` tickets of one region
+/// whose spread fits the window of one of them (older members only widen it). Any valid set
+/// spans a run of consecutive tickets in skill order holding that ticket, so runs suffice.
+fn in_a_valid_solo_match(
+    rules: &QueueRules,
+    waiting: &[&TicketInput],
+    now: u64,
+) -> BTreeSet<TicketId> {
+    let players = usize::from(rules.players_per_match);
+    let mut out = BTreeSet::new();
+    for r in 0..rules.regions.len().max(1) {
+        let mut here: Vec<&TicketInput> = waiting
+            .iter()
+            .copied()
+            .filter(|t| rules.regions.is_empty() || t.worst_latency_ms[r] <= rules.max_latency_ms)
+            .collect();
+        here.sort_by(|a, b| a.skills[0].total_cmp(&b.skills[0]));
+        let n = here.len();
+        if n < players {
+            continue;
+        }
+        for (i, anchor) in here.iter().enumerate() {
+            let window = rules.window_at(now.saturating_sub(anchor.created_ms));
+            for start in i.saturating_sub(players - 1)..=i.min(n - players) {
+                let run = &here[start..start + players];
+                if run[players - 1].skills[0] - run[0].skills[0] <= window {
+                    out.extend(run.iter().map(|t| t.id));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn arb_solo_queue() -> impl Strategy<Value = (QueueRules, Vec<TicketInput>, u64)> {
+    (
+        prop_oneof![
+            Just((2u16, 2u16)),
+            Just((4, 2)),
+            Just((10, 2)),
+            Just((6, 3))
+        ],
+        0u32..80,
+        0u32..60,
+        0usize..4,
+        prop::collection::vec(
+            (
+                0u64..4_000,
+                900.0f64..1300.0,
+                prop::collection::vec(prop_oneof![0u32..100, 100u32..200], 3),
+            ),
+            1..120,
+        ),
+        0u64..4_000,
+    )
+        .prop_map(|((players, teams), initial, widening, regions, raw, now)| {
+            let rules = QueueRules {
+                window_initial: f64::from(initial),
+                window_widening_per_second: f64::from(widening),
+                window_maximum: 300.0,
+                ..rules(players, teams, regions)
+            };
+            let tickets = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, (created_ms, skill, mut lat))| {
+                    lat.truncate(regions);
+                    if let Some(first) = lat.first_mut() {
+                        *first = (*first).min(100);
+                    }
+                    solo(i as u64, created_ms, skill, &lat)
+                })
+                .collect();
+            // Solo matches are never held back for balance; every ticket has also waited
+            // past BALANCE_PATIENCE_MS.
+            (rules, tickets, 4_000 + BALANCE_PATIENCE_MS + now)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// After a round with no search budget limit, no solo ticket waits while a valid match for
+    /// it exists: every match the waiting tickets could still form was missed by no anchor.
+    #[test]
+    fn no_valid_solo_match_is_left_after_a_round((rules, tickets, now) in arb_solo_queue()) {
+        let mut pool = Pool::new(rules.clone());
+        for t in &tickets {
+            pool.insert(t.clone()).expect("insert");
+        }
+        pool.tick(now, usize::MAX);
+        let by_id: BTreeMap<TicketId, &TicketInput> = tickets.iter().map(|t| (t.id, t)).collect();
+        let waiting: Vec<&TicketInput> = pool.waiting().iter().map(|id| by_id[id]).collect();
+        let left = in_a_valid_solo_match(&rules, &waiting, now);
+        prop_assert!(left.is_empty(), "waiting in a valid match: {:?}", left);
+    }
 }

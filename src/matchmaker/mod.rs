@@ -17,3 +17,6 @@ pub mod engine;
 pub mod metrics;
 pub mod service;
 pub mod teams;
+
+#[cfg(test)]
+mod render_tests;
