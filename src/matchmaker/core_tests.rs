@@ -541,6 +541,19 @@ proptest! {
         match (best, first) {
             (None, None) => {}
             (Some((_, gap, true)), None) if gap > BALANCED_GAP && !patient => {}
+            // The oldest ticket declined its best match (unbalanced, holding a party) for its
+            // balance patience; a younger anchor then took it into a match of solo tickets,
+            // which is never held back: valid, within that anchor's window, but not the oldest
+            // ticket's own optimum.
+            (Some((_, gap, true)), Some(m))
+                if gap > BALANCED_GAP && !patient && m.anchor != tickets[0].id =>
+            {
+                let solo_only = m.tickets.iter().all(|p| {
+                    tickets.iter().find(|t| t.id == p.ticket).is_some_and(|t| t.skills.len() == 1)
+                });
+                prop_assert!(solo_only, "a younger anchor took the oldest ticket into an unbalanced party match: {:?}", m);
+                prop_assert!(m.spread <= m.window + 1e-9, "outside its window: {:?}", m);
+            }
             (Some((spread, gap, party)), Some(m)) => {
                 prop_assert!(
                     patient || !party || m.imbalance <= BALANCED_GAP,
