@@ -50,8 +50,8 @@ use crate::sqlstore::admin::SqlAdmin;
 
 use super::{
     BucketParams, CacheParams, CloudError, CloudProvider, DeleteProgress, DesiredResource,
-    NodeGroupParams, ObservedCluster, ObservedResource, ResourceKind, ResourceParams, Scope,
-    SqlParams, TableParams,
+    NodeGroupParams, ObservedCluster, ObservedResource, ResourceKind, ResourceParams,
+    STATE_INCOMPLETE, Scope, SqlParams, TableParams,
 };
 
 /// STS session name of assumed roles (shows in the customer's CloudTrail).
@@ -768,7 +768,11 @@ fn observed_cluster(
     cluster: &aws_sdk_rds::types::DbCluster,
     instances: &[aws_sdk_rds::types::DbInstance],
 ) -> ObservedResource {
-    let state = cluster.status().unwrap_or("unknown").to_owned();
+    let status = cluster.status().unwrap_or("unknown");
+    // No instance at all, and not on its way out: a create was interrupted after the cluster.
+    let incomplete =
+        status != "deleting" && cluster.db_cluster_members().is_empty() && instances.is_empty();
+    let state = if incomplete { STATE_INCOMPLETE } else { status }.to_owned();
     let writer = cluster
         .db_cluster_members()
         .iter()
@@ -898,110 +902,103 @@ async fn create_sql_instance(
     Ok(observed_instance(identifier, db))
 }
 
+/// Creates an Aurora cluster and its instances (a writer, and a reader when Multi-AZ), or
+/// finishes a cluster that an interrupted create left [`STATE_INCOMPLETE`]: only the parts that
+/// do not exist are requested. Nothing is deleted here, not even to undo a failed instance call:
+/// the cluster stays, the next reconcile sees it incomplete and finishes it. (An earlier version
+/// rolled the cluster back with `skip_final_snapshot`; had the cluster create answered for an
+/// existing cluster, as moto 5.2.5 does, that would have deleted a database.)
 async fn create_aurora(
     rds: &aws_sdk_rds::Client,
     identifier: &str,
     tags: &BTreeMap<String, String>,
     p: &SqlParams,
 ) -> Result<ObservedResource, CloudError> {
-    let request = rds
-        .create_db_cluster()
-        .db_cluster_identifier(identifier)
-        .engine(&p.engine)
-        .engine_version(&p.engine_version)
-        .master_username(MASTER_USERNAME)
-        .manage_master_user_password(true)
-        .storage_encrypted(true)
-        .set_kms_key_id(p.kms_key_id.clone())
-        .backup_retention_period(p.backup_retention_days)
-        .deletion_protection(p.deletion_protection)
-        .copy_tags_to_snapshot(true)
-        .set_preferred_maintenance_window(p.maintenance_window.clone())
-        .set_tags(Some(rds_tags(tags)));
-    let out = send(
-        call(RDS, "CreateDBCluster", identifier),
-        true,
-        request.send(),
-    )
-    .await
-    .required()?;
-    let instance_count = if p.multi_az { 2 } else { 1 };
-    for n in 1..=instance_count {
-        let instance = aurora_instance_id(identifier, n);
+    let existing = find_cluster(rds, identifier).await?;
+    let resuming = existing.is_some();
+    let (cluster, instances) = if let Some(cluster) = existing {
+        let instances = cluster_instances(rds, identifier).await?;
+        (cluster, instances)
+    } else {
+        let request = rds
+            .create_db_cluster()
+            .db_cluster_identifier(identifier)
+            .engine(&p.engine)
+            .engine_version(&p.engine_version)
+            .master_username(MASTER_USERNAME)
+            .manage_master_user_password(true)
+            .storage_encrypted(true)
+            .set_kms_key_id(p.kms_key_id.clone())
+            .backup_retention_period(p.backup_retention_days)
+            .deletion_protection(p.deletion_protection)
+            .copy_tags_to_snapshot(true)
+            .set_preferred_maintenance_window(p.maintenance_window.clone())
+            .set_tags(Some(rds_tags(tags)));
+        let out = send(
+            call(RDS, "CreateDBCluster", identifier),
+            true,
+            request.send(),
+        )
+        .await
+        .required()?;
+        let cluster = out
+            .db_cluster()
+            .cloned()
+            .ok_or_else(|| CloudError::Unavailable {
+                service: RDS,
+                message: format!("CreateDBCluster {identifier}: response without the cluster"),
+            })?;
+        (cluster, Vec::new())
+    };
+    let missing = missing_aurora_instances(identifier, p.multi_az, &instances);
+    if resuming && missing.is_empty() {
+        return Err(CloudError::Busy {
+            service: RDS,
+            message: format!("DBCluster {identifier} already exists with all its instances"),
+        });
+    }
+    for instance in &missing {
         let request = rds
             .create_db_instance()
-            .db_instance_identifier(&instance)
+            .db_instance_identifier(instance)
             .db_cluster_identifier(identifier)
             .engine(&p.engine)
             .db_instance_class(&p.instance_class)
             .publicly_accessible(false)
             .set_preferred_maintenance_window(p.maintenance_window.clone())
             .set_tags(Some(rds_tags(tags)));
-        if let Err(e) = send(
-            call(RDS, "CreateDBInstance", &instance),
+        send(
+            call(RDS, "CreateDBInstance", instance),
             true,
             request.send(),
         )
         .await
-        {
-            rollback_aurora(rds, identifier, p.deletion_protection).await;
-            return Err(e.into_error());
-        }
+        .required()?;
     }
-    let cluster = out.db_cluster().ok_or_else(|| CloudError::Unavailable {
-        service: RDS,
-        message: format!("CreateDBCluster {identifier}: response without the cluster"),
-    })?;
     // The instances were just requested: not ready until a describe says so.
     Ok(ObservedResource {
         ready: false,
-        ..observed_cluster(identifier, cluster, &[])
+        state: "creating".to_owned(),
+        ..observed_cluster(identifier, &cluster, &instances)
     })
 }
 
-/// Removes a cluster whose instances could not be created (best effort; failures are logged).
-async fn rollback_aurora(rds: &aws_sdk_rds::Client, identifier: &str, deletion_protection: bool) {
-    tracing::warn!(
-        identifier,
-        "Aurora instance creation failed: removing the new cluster again"
-    );
-    for n in 1..=2 {
-        let instance = aurora_instance_id(identifier, n);
-        let request = rds.delete_db_instance().db_instance_identifier(&instance);
-        // Most of these are "not found": only one instance may have been created.
-        let _ = send(
-            call(RDS, "DeleteDBInstance", &instance),
-            true,
-            request.send(),
-        )
-        .await;
-    }
-    if deletion_protection {
-        let request = rds
-            .modify_db_cluster()
-            .db_cluster_identifier(identifier)
-            .deletion_protection(false)
-            .apply_immediately(true);
-        let _ = send(
-            call(RDS, "ModifyDBCluster", identifier),
-            true,
-            request.send(),
-        )
-        .await;
-    }
-    let request = rds
-        .delete_db_cluster()
-        .db_cluster_identifier(identifier)
-        .skip_final_snapshot(true);
-    if let Err(e) = send(
-        call(RDS, "DeleteDBCluster", identifier),
-        true,
-        request.send(),
-    )
-    .await
-    {
-        tracing::warn!(identifier, failure = ?e, "could not remove the incomplete Aurora cluster");
-    }
+/// The instances an Aurora cluster should have (a writer, and a reader when Multi-AZ) that are
+/// not among `existing`.
+fn missing_aurora_instances(
+    cluster: &str,
+    multi_az: bool,
+    existing: &[aws_sdk_rds::types::DbInstance],
+) -> Vec<String> {
+    let wanted = if multi_az { 2 } else { 1 };
+    (1..=wanted)
+        .map(|n| aurora_instance_id(cluster, n))
+        .filter(|id| {
+            !existing
+                .iter()
+                .any(|i| i.db_instance_identifier() == Some(id.as_str()))
+        })
+        .collect()
 }
 
 async fn delete_sql(
@@ -2120,6 +2117,57 @@ async fn delete_node_group(
 mod tests {
     use super::*;
     use crate::cloud::AssumeRole;
+
+    fn cluster(status: &str, members: &[(&str, bool)]) -> aws_sdk_rds::types::DbCluster {
+        let mut b = aws_sdk_rds::types::DbCluster::builder().status(status);
+        for (id, writer) in members {
+            b = b.db_cluster_members(
+                aws_sdk_rds::types::DbClusterMember::builder()
+                    .db_instance_identifier(*id)
+                    .is_cluster_writer(*writer)
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    fn instance(id: &str, status: &str) -> aws_sdk_rds::types::DbInstance {
+        aws_sdk_rds::types::DbInstance::builder()
+            .db_instance_identifier(id)
+            .db_instance_status(status)
+            .publicly_accessible(false)
+            .build()
+    }
+
+    #[test]
+    fn a_cluster_without_instances_is_incomplete_unless_it_is_being_deleted() {
+        for status in ["creating", "available"] {
+            let o = observed_cluster("c", &cluster(status, &[]), &[]);
+            assert_eq!(o.state, STATE_INCOMPLETE);
+            assert!(!o.ready);
+        }
+        assert_eq!(
+            observed_cluster("c", &cluster("deleting", &[]), &[]).state,
+            "deleting"
+        );
+        let writer = [instance("c-1", "available")];
+        let o = observed_cluster("c", &cluster("available", &[("c-1", true)]), &writer);
+        assert_eq!(o.state, "available");
+        assert!(o.ready);
+        // An instance still being created already counts: the create was not interrupted.
+        let creating = [instance("c-1", "creating")];
+        let o = observed_cluster("c", &cluster("creating", &[]), &creating);
+        assert_eq!(o.state, "creating");
+    }
+
+    #[test]
+    fn only_the_missing_aurora_instances_are_requested() {
+        assert_eq!(missing_aurora_instances("c", true, &[]), ["c-1", "c-2"]);
+        assert_eq!(missing_aurora_instances("c", false, &[]), ["c-1"]);
+        let writer = [instance("c-1", "creating")];
+        assert_eq!(missing_aurora_instances("c", true, &writer), ["c-2"]);
+        assert!(missing_aurora_instances("c", false, &writer).is_empty());
+    }
 
     fn class(code: Option<&str>, status: Option<u16>) -> Classified {
         classify("svc", code, status, "msg".to_owned())

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     CloudError, CloudProvider, DeleteProgress, DesiredResource, ObservedCluster, ObservedResource,
-    ResourceKind, Scope,
+    ResourceKind, STATE_INCOMPLETE, Scope,
 };
 
 /// Which call a fault applies to.
@@ -38,6 +38,7 @@ struct State {
     clusters: BTreeMap<String, ObservedCluster>,
     faults: VecDeque<(Op, CloudError)>,
     lose_next_create_response: bool,
+    interrupt_next_create: bool,
     deny_all: bool,
     refuse_delete_while_creating: bool,
     calls: BTreeMap<&'static str, u64>,
@@ -109,6 +110,14 @@ impl FakeCloud {
     /// between "create" and recording it).
     pub fn lose_next_create_response(&self) {
         self.lock().lose_next_create_response = true;
+    }
+
+    /// The next create stops half-way (like an Aurora cluster whose instance call failed, or an
+    /// operator killed between the two): the resource exists in state
+    /// [`STATE_INCOMPLETE`](super::STATE_INCOMPLETE) and the call fails with a 5xx. It stays
+    /// incomplete until a `create` finishes it.
+    pub fn interrupt_next_create(&self) {
+        self.lock().interrupt_next_create = true;
     }
 
     /// Every call is refused with AccessDenied until turned off.
@@ -253,7 +262,9 @@ impl CloudProvider for FakeCloud {
             resource.observed.ready = false;
             return Ok(Some(resource.observed.clone()));
         }
-        if resource.pending_polls > 0 {
+        if resource.observed.state == STATE_INCOMPLETE {
+            // Nothing finishes it but a create.
+        } else if resource.pending_polls > 0 {
             resource.pending_polls -= 1;
         } else {
             resource.observed.state = "available".into();
@@ -269,6 +280,14 @@ impl CloudProvider for FakeCloud {
     ) -> Result<ObservedResource, CloudError> {
         let mut state = self.enter("create", Op::Create)?;
         let key = (desired.kind, desired.identifier.clone());
+        if let Some(resource) = state.resources.get_mut(&key)
+            && resource.observed.state == STATE_INCOMPLETE
+        {
+            // Finishing an interrupted create: its missing parts are requested now.
+            resource.observed.state = "creating".into();
+            resource.pending_polls = self.provisioning_polls;
+            return Ok(resource.observed.clone());
+        }
         if state.resources.contains_key(&key) {
             return Err(CloudError::InvalidRequest {
                 service: "fake",
@@ -286,7 +305,17 @@ impl CloudProvider for FakeCloud {
             deleting_polls: None,
         };
         let reply = resource.observed.clone();
-        state.resources.insert(key, resource);
+        state.resources.insert(key.clone(), resource);
+        if std::mem::take(&mut state.interrupt_next_create) {
+            if let Some(resource) = state.resources.get_mut(&key) {
+                resource.observed.state = STATE_INCOMPLETE.into();
+                resource.observed.ready = false;
+            }
+            return Err(CloudError::Unavailable {
+                service: "fake",
+                message: "create interrupted half-way".into(),
+            });
+        }
         if std::mem::take(&mut state.lose_next_create_response) {
             return Err(CloudError::Unavailable {
                 service: "fake",

@@ -228,6 +228,12 @@ pub struct NodeGroupParams {
     pub subnets: Vec<String>,
 }
 
+/// The state of a resource that an interrupted create left without all its parts (an Aurora
+/// cluster whose instances were never requested, because the operator crashed or the instance
+/// call failed). It is the cell's, so `create` finishes it; it is never deleted to start over,
+/// since by then it may hold data.
+pub const STATE_INCOMPLETE: &str = "incomplete";
+
 /// A resource as the cloud reports it. Never carries a credential: at most the ARN of a secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedResource {
@@ -353,7 +359,9 @@ pub trait CloudProvider: Send + Sync + 'static {
     ) -> Result<Option<ObservedResource>, CloudError>;
 
     /// Starts creating the resource and returns what the cloud reports right after. Creating a
-    /// resource that already exists is an error of the caller: always `describe` first.
+    /// resource that already exists is an error of the caller: always `describe` first. The one
+    /// exception is a resource reported [`STATE_INCOMPLETE`]: `create` then requests only its
+    /// missing parts. `create` never deletes anything, not even to undo a half-done create.
     async fn create(
         &self,
         scope: &Scope,

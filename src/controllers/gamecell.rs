@@ -38,7 +38,7 @@ use crate::cell::tenancy::{
 use crate::cell::tenant_sql::TENANT_DATABASES_READY;
 use crate::cloud::{
     AssumeRole, CloudError, CloudProvider, DeleteProgress, DesiredResource, ObservedResource,
-    ResourceKind, Scope, naming,
+    ResourceKind, STATE_INCOMPLETE, Scope, naming,
 };
 use crate::crds::conditions as cond;
 use crate::crds::gamecell::{DataStoreStatus, DeletionPolicy, GameCellStatus};
@@ -483,8 +483,19 @@ async fn publish(
     }
 }
 
-/// Ensures one cloud resource exists and is the cell's. Returns its observation, or the
-/// permanent problem that blocks it.
+/// What [`ensure_resource`] had to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Provisioning {
+    /// It existed.
+    Found,
+    /// It did not exist and was created.
+    Created,
+    /// It existed incomplete and its missing parts were requested.
+    Resumed,
+}
+
+/// Ensures one cloud resource exists and is the cell's. Returns its observation and what was
+/// done, or the permanent problem that blocks it.
 async fn ensure_resource(
     cloud: &dyn CloudProvider,
     scope: &Scope,
@@ -492,7 +503,7 @@ async fn ensure_resource(
     desired: &DesiredResource,
     previously_seen: bool,
     retain: bool,
-) -> Result<Result<(ObservedResource, bool), Blocker>, CloudError> {
+) -> Result<Result<(ObservedResource, Provisioning), Blocker>, CloudError> {
     match cloud
         .describe(scope, desired.kind, &desired.identifier)
         .await?
@@ -500,7 +511,7 @@ async fn ensure_resource(
         Some(observed) if desired.adopt => {
             let violations = adopted_violations(&observed);
             if violations.is_empty() {
-                Ok(Ok((observed, false)))
+                Ok(Ok((observed, Provisioning::Found)))
             } else {
                 Ok(Err(Blocker {
                     reason: "AdoptionRefused",
@@ -508,7 +519,14 @@ async fn ensure_resource(
                 }))
             }
         }
-        Some(observed) if owned_by(&observed.tags, uid) => Ok(Ok((observed, false))),
+        // An interrupted create left it without all its parts: finish it (never start over).
+        Some(observed) if owned_by(&observed.tags, uid) && observed.state == STATE_INCOMPLETE => {
+            Ok(Ok((
+                cloud.create(scope, desired).await?,
+                Provisioning::Resumed,
+            )))
+        }
+        Some(observed) if owned_by(&observed.tags, uid) => Ok(Ok((observed, Provisioning::Found))),
         Some(_) => Ok(Err(Blocker {
             reason: "ForeignResource",
             message: format!(
@@ -532,7 +550,10 @@ async fn ensure_resource(
                 desired.identifier
             ),
         })),
-        None => Ok(Ok((cloud.create(scope, desired).await?, true))),
+        None => Ok(Ok((
+            cloud.create(scope, desired).await?,
+            Provisioning::Created,
+        ))),
     }
 }
 
@@ -597,13 +618,16 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             )
             .await
             {
-                Ok(Ok((o, created))) => {
-                    if created {
-                        let verb = if seen.contains(&d.identifier.as_str()) {
-                            "Recreated"
-                        } else {
-                            "Created"
-                        };
+                Ok(Ok((o, provisioning))) => {
+                    let verb = match provisioning {
+                        Provisioning::Found => None,
+                        Provisioning::Resumed => Some("Resumed"),
+                        Provisioning::Created if seen.contains(&d.identifier.as_str()) => {
+                            Some("Recreated")
+                        }
+                        Provisioning::Created => Some("Created"),
+                    };
+                    if let Some(verb) = verb {
                         publish(
                             ctx,
                             cell,

@@ -14,8 +14,8 @@ use aws_config::BehaviorVersion;
 use gamecell_operator::cloud::aws::AwsCloud;
 use gamecell_operator::cloud::{
     AssumeRole, BucketParams, CacheParams, CloudError, CloudProvider, DeleteProgress,
-    DesiredResource, NodeGroupParams, ObservedResource, ResourceKind, ResourceParams, Scope,
-    SqlParams, TableParams, tags,
+    DesiredResource, NodeGroupParams, ObservedResource, ResourceKind, ResourceParams,
+    STATE_INCOMPLETE, Scope, SqlParams, TableParams, tags,
 };
 
 const REGION: &str = "us-east-1";
@@ -326,14 +326,21 @@ async fn aurora_cluster_lifecycle() {
         .expect("cluster");
     let members = cluster.db_clusters()[0].db_cluster_members();
     assert_eq!(members.len(), 2, "{members:?}");
-    // A second create is refused. AWS answers DBClusterAlreadyExistsFault (Busy); moto 5.2.5
-    // first trips over its own automated snapshot name (DBClusterSnapshotAlreadyExistsFault),
-    // so only the refusal itself is checked here.
-    let err = cloud
-        .create(&scope(), &desired)
+    // A second create is refused before any call that could change the cluster (moto 5.2.5
+    // would replace an existing cluster on CreateDBCluster), and the cluster is left as it was.
+    assert_second_create_refused(&cloud, &scope(), &desired).await;
+    assert_ready(&cloud, &scope(), &desired).await;
+    let after = rds
+        .describe_db_clusters()
+        .db_cluster_identifier(&id)
+        .send()
         .await
-        .expect_err("a second create must fail");
-    assert!(err.to_string().contains(&id), "{err}");
+        .expect("cluster after the refused create");
+    assert_eq!(
+        after.db_clusters()[0].db_cluster_members().len(),
+        2,
+        "the refused create changed the cluster"
+    );
 
     delete_until_gone(&cloud, &scope(), ResourceKind::Sql, &id, Some(&snapshot)).await;
     let snapshots = rds
@@ -356,6 +363,76 @@ async fn aurora_cluster_lifecycle() {
             .await;
         assert!(err.is_err(), "instance {instance} should be gone");
     }
+}
+
+/// An Aurora cluster whose instances were never requested (the operator stopped between the two
+/// calls, or the instance call failed) is reported incomplete, and `create` finishes that same
+/// cluster: the missing instances are added, nothing is deleted or created twice.
+#[tokio::test]
+async fn an_incomplete_aurora_cluster_is_finished_not_replaced() {
+    let cloud = cloud().await;
+    let id = format!("gc-e2e-aurora-half-{}", unique());
+    let desired = desired(
+        ResourceKind::Sql,
+        &id,
+        ResourceParams::Sql(SqlParams {
+            deletion_protection: false,
+            ..sql_params(true)
+        }),
+    );
+    // The first half of a create, as an interrupted operator would have left it.
+    let rds = aws_sdk_rds::Client::new(&sdk_config(REGION).await);
+    let created = rds
+        .create_db_cluster()
+        .db_cluster_identifier(&id)
+        .engine("aurora-postgresql")
+        .engine_version("16.3")
+        .master_username("gamecell")
+        .manage_master_user_password(true)
+        .storage_encrypted(true)
+        .set_tags(Some(
+            desired
+                .tags
+                .iter()
+                .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("half-created cluster");
+    let arn = created
+        .db_cluster()
+        .and_then(|c| c.db_cluster_arn())
+        .expect("arn")
+        .to_owned();
+
+    let observed = cloud
+        .describe(&scope(), ResourceKind::Sql, &id)
+        .await
+        .expect("describe")
+        .expect("the cluster exists");
+    assert_eq!(observed.state, STATE_INCOMPLETE, "{observed:?}");
+    assert!(!observed.ready);
+
+    cloud.create(&scope(), &desired).await.expect("finish");
+    assert_ready(&cloud, &scope(), &desired).await;
+    let clusters = rds
+        .describe_db_clusters()
+        .db_cluster_identifier(&id)
+        .send()
+        .await
+        .expect("cluster");
+    assert_eq!(clusters.db_clusters().len(), 1);
+    assert_eq!(
+        clusters.db_clusters()[0].db_cluster_arn(),
+        Some(arn.as_str()),
+        "the same cluster, not a new one"
+    );
+    assert_eq!(clusters.db_clusters()[0].db_cluster_members().len(), 2);
+    // Finished: a further create is refused like any second create.
+    assert_second_create_refused(&cloud, &scope(), &desired).await;
+
+    delete_until_gone(&cloud, &scope(), ResourceKind::Sql, &id, None).await;
 }
 
 #[tokio::test]

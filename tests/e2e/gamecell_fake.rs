@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::support::{FIELD_MANAGER, client, install_crds, wait_until};
+use crate::support::{FIELD_MANAGER, client, install_crds, wait_event, wait_until};
 
 /// The controllers running in this test process, stopped on drop.
 struct Operator {
@@ -303,6 +303,33 @@ async fn throttling_and_a_lost_create_response_never_duplicate() {
         "exactly one cache"
     );
     assert_eq!(cloud.resource_count(), 5);
+    delete_and_wait(&api, name).await;
+    operator.stop().await;
+}
+
+/// A create that stopped half-way (an Aurora cluster whose instance call failed, or an operator
+/// killed between the two calls) is finished by the next reconcile: the same resource, its
+/// missing parts requested, nothing deleted to start over.
+#[tokio::test]
+async fn an_interrupted_create_is_finished_never_deleted_or_repeated() {
+    let client = client().await;
+    install_crds(&client).await;
+    let cloud = Arc::new(FakeCloud::new());
+    cloud.interrupt_next_create();
+    let operator = Operator::start(&client, cloud.clone()).await;
+    let api: Api<GameCell> = Api::all(client.clone());
+    let name = "fake-interrupted";
+    create(
+        &api,
+        &cell_manifest(name, shared_spec("fake-interrupted", "Delete")),
+    )
+    .await;
+    wait_condition(&api, name, "Ready", "True", None).await;
+    assert_eq!(cloud.resource_count(), 5, "one resource per store");
+    // Five creates, plus the one that finished the interrupted store; no delete at all.
+    assert_eq!(cloud.calls("create"), 6);
+    assert_eq!(cloud.calls("delete"), 0);
+    wait_event(&client, "default", name, "DataStoreResumed").await;
     delete_and_wait(&api, name).await;
     operator.stop().await;
 }

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gamecell_operator::crds::{GameCell, MatchmakingPool, PlayerService};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,4 +240,23 @@ impl OperatorProcess {
             self.log.display()
         );
     }
+}
+
+/// Whether an Event with `reason` was recorded about the object `name` in `namespace`.
+pub async fn has_event(client: &Client, namespace: &str, name: &str, reason: &str) -> bool {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .is_ok_and(|l| l.items.iter().any(|e| e.reason.as_deref() == Some(reason)))
+}
+
+/// Waits up to 30 s for an Event with `reason` about `namespace`/`name`.
+pub async fn wait_event(client: &Client, namespace: &str, name: &str, reason: &str) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("an Event {reason} about {namespace}/{name}"),
+        || has_event(client, namespace, name, reason),
+    )
+    .await;
 }

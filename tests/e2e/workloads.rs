@@ -21,7 +21,7 @@ use gamecell_operator::telemetry::Metrics;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -33,7 +33,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::support::{FIELD_MANAGER, client, ensure_namespace, install_crds, wait_until};
+use crate::support::{
+    FIELD_MANAGER, client, ensure_namespace, install_crds, wait_event, wait_until,
+};
 
 /// How long a workload may take to roll out on the local cluster.
 const ROLLOUT: Duration = Duration::from_secs(90);
@@ -191,24 +193,6 @@ where
         ROLLOUT,
         &format!("{} {name} to be deleted", K::kind(&())),
         || async { matches!(api.get_opt(name).await, Ok(None)) },
-    )
-    .await;
-}
-
-/// Whether an Event with `reason` was recorded about the object `name` in `namespace`.
-async fn has_event(client: &Client, namespace: &str, name: &str, reason: &str) -> bool {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    events
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-        .await
-        .is_ok_and(|l| l.items.iter().any(|e| e.reason.as_deref() == Some(reason)))
-}
-
-async fn wait_event(client: &Client, namespace: &str, name: &str, reason: &str) {
-    wait_until(
-        Duration::from_secs(30),
-        &format!("an Event {reason} about {namespace}/{name}"),
-        || has_event(client, namespace, name, reason),
     )
     .await;
 }
