@@ -403,13 +403,18 @@ async fn bound_to(
     Ok((services, pools))
 }
 
-/// The services bound to `cell` and whether they could outgrow its capacity.
-async fn observe_services(
-    ctx: &Context,
+/// The services bound to a cell: how many are ready, how many there are, and the names of
+/// those not ready.
+type ServicesSummary = (usize, usize, Vec<String>);
+
+/// The services bound to `cell` and, when they could outgrow its capacity, (planned players,
+/// capacity).
+fn observe_services(
     cell: &GameCell,
-) -> Result<((usize, usize, Vec<String>), Option<(i64, i64)>), Error> {
-    let (services, pools) = bound_to(ctx, cell).await?;
-    let (ready, total, names) = services_summary(cell, &services, &pools);
+    services: &[PlayerService],
+    pools: &[MatchmakingPool],
+) -> (ServicesSummary, Option<(i64, i64)>) {
+    let (ready, total, names) = services_summary(cell, services, pools);
     let not_ready: Vec<String> = names
         .into_iter()
         .filter(|n| {
@@ -441,7 +446,7 @@ async fn observe_services(
             }
         })
         .collect();
-    let planned = planned_players(cell, &services);
+    let planned = planned_players(cell, services);
     let over = cell
         .spec
         .capacity
@@ -449,7 +454,7 @@ async fn observe_services(
         .map(|c| c.max_concurrent_players)
         .filter(|capacity| planned > *capacity)
         .map(|capacity| (planned, capacity));
-    Ok(((ready, total, not_ready), over))
+    ((ready, total, not_ready), over)
 }
 
 fn store_status(desired: &DesiredResource, observed: &ObservedResource) -> DataStoreStatus {
@@ -570,6 +575,9 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         ..Outcome::default()
     };
     let key = format!("GameCell/{name}");
+    // One read of the services and pools bound to the cell, for the cell matchmaker and the
+    // status alike.
+    let (bound_services, bound_pools) = bound_to(ctx, cell).await?;
 
     // 1. Policy: a non-compliant spec creates nothing.
     outcome.violations = spec_violations(spec);
@@ -594,8 +602,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         };
         apply_tenancy(&client, identity, spec).await?;
         // 3b. Shared cells: the cell matchmaker serving every tenant's pools.
-        let (_, pools) = bound_to(ctx, cell).await?;
-        super::cell_matchmaker::apply(&client, cell, identity, &pools).await?;
+        super::cell_matchmaker::apply(&client, cell, identity, &bound_pools).await?;
 
         // 4. The cloud resources.
         let seen: Vec<&str> = previous
@@ -738,7 +745,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     }
 
     // 7. Status, Events on transitions, and when to look again.
-    let (services, over_capacity) = observe_services(ctx, cell).await?;
+    let (services, over_capacity) = observe_services(cell, &bound_services, &bound_pools);
     outcome.services = services;
     outcome.over_capacity = over_capacity;
     let now = Time(Timestamp::now());
