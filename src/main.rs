@@ -54,6 +54,9 @@ struct Args {
     /// band is noticed within this time).
     #[arg(long, env = "GAMECELL_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
     resync_seconds: u64,
+    /// Reconciles each controller runs at once (GameCells, PlayerServices, MatchmakingPools).
+    #[arg(long, env = "GAMECELL_CONCURRENCY", default_value_t = controllers::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
     /// Diagnostic: resolve HOST with the resolver the HTTP clients use (getaddrinfo, through
     /// the system's NSS configuration), print the addresses and exit. Proves an image ships
     /// what name resolution needs.
@@ -187,6 +190,7 @@ async fn main() -> ExitCode {
         cloud,
         controllers::Timings {
             resync: Duration::from_secs(args.resync_seconds),
+            concurrency: args.concurrency,
             ..controllers::Timings::default()
         },
         metrics,

@@ -18,6 +18,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
@@ -25,7 +26,9 @@ use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
 use super::conditions::merge;
-use super::playerservice::{ChildError, announce, apply_child, floor, prune, requeue_after};
+use super::playerservice::{
+    ChildError, announce, apply_child, floor, prune, requeue_after, trigger_metadata,
+};
 use super::status::apply_status;
 use super::{Context, Error, error_policy_backoff};
 use crate::cell::tenancy::{
@@ -65,24 +68,22 @@ pub fn controller(client: Client, config: watcher::Config) -> Controller<Matchma
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_CELL_MATCHMAKER}"
     ));
     let controller = Controller::new(Api::<MatchmakingPool>::all(client.clone()), config)
-        .owns(Api::<Deployment>::all(client.clone()), children);
+        .owns_stream(trigger_metadata::<Deployment>(client.clone(), children));
     let store = controller.store();
     let served = store.clone();
     controller
-        .watches(
-            Api::<Deployment>::all(client.clone()),
-            cell_matchmakers,
-            move |d: Deployment| {
+        .watches_stream(
+            trigger_metadata::<Deployment>(client.clone(), cell_matchmakers),
+            move |d: PartialObjectMeta<Deployment>| {
                 d.labels()
                     .get(LABEL_CELL)
                     .map(|cell| bound_to(&served, cell))
                     .unwrap_or_default()
             },
         )
-        .watches(
-            Api::<GameCell>::all(client),
-            watcher::Config::default(),
-            move |cell: GameCell| bound_to(&store, &cell.name_any()),
+        .watches_stream(
+            trigger_metadata::<GameCell>(client, watcher::Config::default()),
+            move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
         )
 }
 

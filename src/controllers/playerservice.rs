@@ -22,10 +22,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams};
 use kube::core::NamespaceResourceScope;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,22 +51,36 @@ use crate::workload::service::{self, bound_secrets};
 use crate::workload::status::{Outcome, POLICY_ADJUSTED, conditions};
 
 /// The PlayerService controller, with its watches: the Deployments it owns (selected by the
-/// operator's labels, metadata only), so readiness follows the rollout, and GameCells, so a
-/// service created before its cell, or waiting for its cell's Secrets, is looked at again as
-/// soon as the cell changes.
+/// operator's labels), so readiness follows the rollout, and GameCells, so a service created
+/// before its cell, or waiting for its cell's Secrets, is looked at again as soon as the cell
+/// changes. Both are triggers only, so they watch metadata: at 1,000 cells, full Deployments
+/// and cells parsed on every event cost the operator hundreds of MiB for nothing kept.
 #[must_use]
 pub fn controller(client: Client, config: watcher::Config) -> Controller<PlayerService> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_PLAYER_SERVICE}"
     ));
     let controller = Controller::new(Api::<PlayerService>::all(client.clone()), config)
-        .owns(Api::<Deployment>::all(client.clone()), children);
+        .owns_stream(trigger_metadata::<Deployment>(client.clone(), children));
     let store = controller.store();
-    controller.watches(
-        Api::<GameCell>::all(client),
-        watcher::Config::default(),
-        move |cell: GameCell| bound_to(&store, &cell.name_any()),
+    controller.watches_stream(
+        trigger_metadata::<GameCell>(client, watcher::Config::default()),
+        move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
     )
+}
+
+/// A metadata-only watch of every `K` in the cluster, used as a reconcile trigger (with the
+/// watcher's default backoff). `Api<PartialObjectMeta<K>>` makes metadata-only requests.
+pub(crate) fn trigger_metadata<K>(
+    client: Client,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(Api::<PartialObjectMeta<K>>::all(client), config)
+        .default_backoff()
+        .touched_objects()
 }
 
 /// The services in `store` that name `cell`.

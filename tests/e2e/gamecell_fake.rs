@@ -35,6 +35,7 @@ impl Operator {
         let timings = Timings {
             resync: Duration::from_secs(2),
             provisioning_poll: Duration::from_millis(500),
+            ..Timings::default()
         };
         let task = tokio::spawn(controllers::run(
             client.clone(),

@@ -64,6 +64,7 @@ impl Operator {
             Timings {
                 resync: Duration::from_secs(1),
                 provisioning_poll: Duration::from_millis(300),
+                ..Timings::default()
             },
             Arc::new(Metrics::new()),
             readiness.clone(),

@@ -53,6 +53,7 @@ impl Operator {
         let timings = Timings {
             resync: Duration::from_secs(3),
             provisioning_poll: Duration::from_millis(500),
+            ..Timings::default()
         };
         let task = tokio::spawn(controllers::run(
             client.clone(),
@@ -798,7 +799,8 @@ async fn shared_cell_runs_one_matchmaker_for_every_tenant() {
             .expect("tenant egress to the matchmaker");
     }
 
-    // Steady state: nothing is written.
+    // Steady state: nothing is written, once the cell has seen both pools Ready.
+    wait_for(&cells, name, "ServicesReady", "True", None, |_| true).await;
     let before = matchmaker_versions(&client, cell_ns, &[alpha, beta]).await;
     let cell_rv = cells.get(name).await.expect("cell").resource_version();
     tokio::time::sleep(Duration::from_secs(8)).await;
