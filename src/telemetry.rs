@@ -156,8 +156,9 @@ pub struct CloudCallLabels {
 /// Labels of the child-read counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChildReadLabels {
-    /// `sent` (the apply step read the child back) or `skipped` (the applied memo and the
-    /// child's metadata watch showed it unchanged since it was last verified).
+    /// `sent` (the apply step read the child back), `skipped` (the applied memo and the
+    /// child's metadata watch showed it unchanged since it was last verified) or `unwatched`
+    /// (read back: a kind without a metadata watch, i.e. Secrets).
     pub outcome: &'static str,
 }
 
@@ -207,7 +208,7 @@ impl Metrics {
         let child_reads = Family::<ChildReadLabels, Counter>::default();
         registry.register(
             "child_reads",
-            "Reads of a child before applying it: sent, or skipped because its metadata watch showed it unchanged since last verified",
+            "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified) or unwatched (a kind read every time)",
             child_reads.clone(),
         );
         registry.register(
@@ -312,6 +313,19 @@ mod tests {
     fn labels(method: &str, uri: &str) -> (&'static str, String) {
         let l = request_labels(&method.parse().expect("method"), &uri.parse().expect("uri"));
         (l.verb, l.resource)
+    }
+
+    #[test]
+    fn child_reads_are_exported() {
+        let m = Metrics::new();
+        m.child_reads
+            .get_or_create(&ChildReadLabels { outcome: "skipped" })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains("gamecell_operator_child_reads_total{outcome=\"skipped\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

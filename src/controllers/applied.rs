@@ -198,7 +198,7 @@ impl Applied {
     /// Counted in the `child_reads` metric.
     #[must_use]
     pub fn can_skip(&self, key: &Key, desired: u64) -> bool {
-        let skip = self.watched.get(&key.kind).is_some_and(|watched| {
+        let skip = self.watched.get(&key.kind).map(|watched| {
             let now = Instant::now();
             let memo = lock(&self.memo).get(key).cloned();
             can_skip(
@@ -209,12 +209,13 @@ impl Applied {
                 now,
             )
         });
-        self.reads
-            .get_or_create(&ChildReadLabels {
-                outcome: if skip { "skipped" } else { "sent" },
-            })
-            .inc();
-        skip
+        let outcome = match skip {
+            Some(true) => "skipped",
+            Some(false) => "sent",
+            None => "unwatched",
+        };
+        self.reads.get_or_create(&ChildReadLabels { outcome }).inc();
+        skip == Some(true)
     }
 
     /// Records that the child `key`, at `resource_version`, held every field of the desired
