@@ -66,9 +66,11 @@ pub const REVERIFY_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// After a watch error, the kind's store is not trusted until its watch delivers an event again
 /// or this long has passed without another error. A watch that keeps failing reports an error
-/// at least every 30 s (kube's default backoff caps there), so a dead watch never regains trust;
-/// one that reconnected quietly does (it resumed from its resourceVersion, missing nothing).
-pub const DISTRUST_AFTER_ERROR: Duration = Duration::from_secs(90);
+/// at every retry, and kube's default backoff waits at most 60 s between retries (30 s, plus up
+/// to as much again of jitter), so a dead watch never regains trust; one that reconnected quietly
+/// does (it resumed from its resourceVersion, missing nothing). Distrust costs reads, never
+/// correctness, so the margin is generous.
+pub const DISTRUST_AFTER_ERROR: Duration = Duration::from_secs(5 * 60);
 
 /// Identifies a child: `apiVersion/kind`, namespace (none for cluster-scoped), name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
