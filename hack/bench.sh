@@ -24,6 +24,9 @@ N_FAKE="${BENCH_N_FAKE:-1000}"
 IDLE="${BENCH_IDLE_SECONDS:-300}"
 SINGLE="${BENCH_SINGLE:-20}"
 ONLY="${BENCH_ONLY:-}"
+# The operator's admin port: another run on the machine (a demo, another checkout's benchmark)
+# may hold the default, and the benchmark would then read that operator's metrics.
+ADMIN_PORT="${GAMECELL_BENCH_ADMIN_PORT:-18080}"
 TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 OUT="$REPO_ROOT/target/bench"
 mkdir -p "$OUT"
@@ -57,7 +60,8 @@ run_operator() {
   local start=$SECONDS
   (cd "$REPO_ROOT" && cargo bench --locked --bench operator -- \
     --n "$n" --cloud "$cloud" --idle-seconds "$IDLE" --single "$SINGLE" \
-    --operator-bin "$TARGET/release/gamecell-operator" --out "$OUT/operator-$cloud-$n.md")
+    --operator-bin "$TARGET/release/gamecell-operator" --admin-port "$ADMIN_PORT" \
+    --out "$OUT/operator-$cloud-$n.md")
   log "N=$n ($cloud) done in $((SECONDS - start))s; report: $OUT/operator-$cloud-$n.md"
   machine
 }

@@ -153,6 +153,15 @@ pub struct CloudCallLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the child-read counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChildReadLabels {
+    /// `sent` (the apply step read the child back), `skipped` (the applied memo and the
+    /// child's metadata watch showed it unchanged since it was last verified) or `unwatched`
+    /// (read back: a kind without a metadata watch, i.e. Secrets).
+    pub outcome: &'static str,
+}
+
 /// Every metric the operator exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -170,6 +179,8 @@ pub struct Metrics {
     pub kube_requests: Family<RequestLabels, Counter>,
     /// Calls this process made to the cloud, by operation, kind and outcome.
     pub cloud_calls: Family<CloudCallLabels, Counter>,
+    /// Reads of a child by the apply step, sent or skipped.
+    pub child_reads: Family<ChildReadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -194,6 +205,12 @@ impl Metrics {
         let leader = Gauge::default();
         let kube_requests = Family::<RequestLabels, Counter>::default();
         let cloud_calls = Family::<CloudCallLabels, Counter>::default();
+        let child_reads = Family::<ChildReadLabels, Counter>::default();
+        registry.register(
+            "child_reads",
+            "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified) or unwatched (a kind read every time)",
+            child_reads.clone(),
+        );
         registry.register(
             "kube_requests",
             "Requests sent to the Kubernetes API server, by verb and resource",
@@ -234,6 +251,7 @@ impl Metrics {
             leader,
             kube_requests,
             cloud_calls,
+            child_reads,
         }
     }
 
@@ -295,6 +313,19 @@ mod tests {
     fn labels(method: &str, uri: &str) -> (&'static str, String) {
         let l = request_labels(&method.parse().expect("method"), &uri.parse().expect("uri"));
         (l.verb, l.resource)
+    }
+
+    #[test]
+    fn child_reads_are_exported() {
+        let m = Metrics::new();
+        m.child_reads
+            .get_or_create(&ChildReadLabels { outcome: "skipped" })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains("gamecell_operator_child_reads_total{outcome=\"skipped\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

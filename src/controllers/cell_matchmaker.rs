@@ -15,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::apply::{apply_cluster, apply_namespaced};
+use super::apply::{Applier, apply_cluster, apply_namespaced};
 use crate::cell::tenancy::{
     CellIdentity, shared_namespace_conflict, shared_services_namespace, shared_services_objects,
 };
@@ -45,11 +45,12 @@ pub async fn namespace_owners(client: &Client, name: &str) -> Result<Option<Vec<
 /// # Errors
 /// When the Kubernetes API fails.
 pub async fn apply(
-    client: &Client,
+    applier: &Applier,
     cell: &GameCell,
     identity: CellIdentity<'_>,
     pools: &[MatchmakingPool],
 ) -> Result<(), Error> {
+    let client = applier.client();
     let spec = &cell.spec;
     let Some(shared) = shared_services_objects(identity, spec) else {
         return Ok(());
@@ -61,9 +62,9 @@ pub async fn apply(
         tracing::warn!(%conflict, "no cell matchmaker");
         return Ok(());
     }
-    apply_cluster(client, &shared.namespace).await?;
+    apply_cluster(applier, &shared.namespace).await?;
     for policy in &shared.network_policies {
-        apply_namespaced(client, policy).await?;
+        apply_namespaced(applier, policy).await?;
     }
 
     // Each tenant's token: the one its Secret holds, or a new random one.
@@ -81,7 +82,7 @@ pub async fn apply(
             },
         };
         let secret = cell_matchmaker::credential_secret(identity, tenant, &token);
-        apply_namespaced(client, &secret).await?;
+        apply_namespaced(applier, &secret).await?;
         tokens.insert(tenant.name.clone(), token);
     }
 
@@ -102,10 +103,10 @@ pub async fn apply(
         Some(objects) => {
             // The configuration first: the Deployment's annotation wakes the pools' controller,
             // which then reads a ConfigMap that already holds them.
-            apply_namespaced(client, &objects.config_map).await?;
-            apply_namespaced(client, &objects.tokens_secret).await?;
-            apply_namespaced(client, &objects.deployment).await?;
-            apply_namespaced(client, &objects.service).await?;
+            apply_namespaced(applier, &objects.config_map).await?;
+            apply_namespaced(applier, &objects.tokens_secret).await?;
+            apply_namespaced(applier, &objects.deployment).await?;
+            apply_namespaced(applier, &objects.service).await?;
         }
         None => {
             // No pool to serve: no idle matchmaker. Credentials and policies stay.

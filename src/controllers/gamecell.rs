@@ -23,7 +23,7 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::apply::{apply_cluster, apply_namespaced};
+use super::apply::{Applier, apply_cluster, apply_namespaced};
 use super::conditions::{Desired, find, merge};
 use super::status::apply_status;
 use super::{Context, Error, PERMANENT_RETRY};
@@ -595,14 +595,15 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
 
     if compliant && outcome.blocker.is_none() && outcome.transient.is_none() {
         // 3. The tenants' Kubernetes objects, in the cluster the cell runs in.
-        let client = ctx.placement.client_for(cell);
+        let applier = ctx.placement.applier_for(cell);
+        let client = applier.client().clone();
         let identity = CellIdentity {
             name: &name,
             uid: &uid,
         };
-        apply_tenancy(&client, identity, spec).await?;
+        apply_tenancy(&applier, identity, spec).await?;
         // 3b. Shared cells: the cell matchmaker serving every tenant's pools.
-        super::cell_matchmaker::apply(&client, cell, identity, &bound_pools).await?;
+        super::cell_matchmaker::apply(&applier, cell, identity, &bound_pools).await?;
 
         // 4. The cloud resources.
         let seen: Vec<&str> = previous
@@ -739,7 +740,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
                 with_sql_password(connection_data(spec, tenant, &desired, &observed), password);
             for (store, data) in data {
                 let secret = connection_secret(identity, &tenant.namespace, store, data);
-                apply_namespaced(&client, &secret).await?;
+                apply_namespaced(&applier, &secret).await?;
             }
         }
     }
@@ -906,20 +907,20 @@ fn record_cloud_error(outcome: &mut Outcome, error: CloudError) {
 }
 
 async fn apply_tenancy(
-    client: &Client,
+    applier: &Applier,
     identity: CellIdentity<'_>,
     spec: &GameCellSpec,
 ) -> Result<(), Error> {
     for tenant in tenant_objects(identity, spec) {
-        apply_cluster(client, &tenant.namespace).await?;
+        apply_cluster(applier, &tenant.namespace).await?;
         if let Some(quota) = &tenant.resource_quota {
-            apply_namespaced(client, quota).await?;
+            apply_namespaced(applier, quota).await?;
         }
         if let Some(limits) = &tenant.limit_range {
-            apply_namespaced(client, limits).await?;
+            apply_namespaced(applier, limits).await?;
         }
         for policy in &tenant.network_policies {
-            apply_namespaced(client, policy).await?;
+            apply_namespaced(applier, policy).await?;
         }
     }
     Ok(())

@@ -25,6 +25,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
+use super::apply::Applier;
 use super::conditions::merge;
 use super::playerservice::{
     ChildError, announce, apply_child, floor, prune, requeue_after, trigger_metadata,
@@ -142,17 +143,17 @@ async fn reconcile_pool(pool: &MatchmakingPool, ctx: &Context) -> Result<Action,
     Ok(requeue_after(ctx, &outcome))
 }
 
-async fn apply_objects(client: &Client, objects: &PoolObjects) -> Result<(), ChildError> {
-    apply_child(client, &objects.config_map).await?;
+async fn apply_objects(applier: &Applier, objects: &PoolObjects) -> Result<(), ChildError> {
+    apply_child(applier, &objects.config_map).await?;
     for instance in &objects.instances {
-        apply_child(client, &instance.deployment).await?;
-        apply_child(client, &instance.service).await?;
+        apply_child(applier, &instance.deployment).await?;
+        apply_child(applier, &instance.service).await?;
         if let Some(hpa) = &instance.autoscaler {
-            apply_child(client, hpa).await?;
+            apply_child(applier, hpa).await?;
         }
     }
     if let Some(policy) = &objects.network_policy {
-        apply_child(client, policy).await?;
+        apply_child(applier, policy).await?;
     }
     Ok(())
 }
@@ -167,7 +168,8 @@ async fn deploy(
     if cell_matchmaker::served_by_cell(pool, cell) {
         return served_by_cell(pool, owner, cell, tenant, ctx).await;
     }
-    let client = ctx.placement.client_for(cell);
+    let applier = ctx.placement.applier_for(cell);
+    let client = applier.client().clone();
     let namespace = owner.namespace.as_str();
     let objects = match matchmaker::build(
         pool,
@@ -180,7 +182,7 @@ async fn deploy(
         Ok(objects) => objects,
         Err(refusal) => return Ok((Outcome::Refused(refusal), None)),
     };
-    match apply_objects(&client, &objects).await {
+    match apply_objects(&applier, &objects).await {
         Ok(()) => {}
         Err(ChildError::Rejected(refusal)) => return Ok((Outcome::Refused(refusal), None)),
         Err(ChildError::Failed(e)) => return Err(e),

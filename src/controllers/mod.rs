@@ -4,6 +4,7 @@
 //! than crash-loops), then starts every controller and reports ready once their caches are
 //! synced. Each controller follows the same pipeline: observe, decide (pure), apply, status.
 
+pub mod applied;
 pub mod apply;
 pub mod backoff;
 pub mod cell_matchmaker;
@@ -29,6 +30,8 @@ use crate::admin::Readiness;
 use crate::cloud::CloudProvider;
 use crate::crds::{GameCell, MatchmakingPool, PlayerService, all_crds};
 use crate::telemetry::Metrics;
+use applied::AppliedWatches;
+use apply::Applier;
 use backoff::Backoff;
 use kube::runtime::reflector::{ObjectRef, Store};
 use placement::Placement;
@@ -244,13 +247,25 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 
+    // The applied memo's metadata watches (one per child kind), stopped with the controllers.
+    let applied = AppliedWatches::new(&client, &metrics);
+    let applied_watches = {
+        let run = applied.run;
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = run => {}
+                () = shutdown_requested(shutdown) => {}
+            }
+        }
+    };
     let (synced_tx, synced_rx) = watch::channel(false);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         cloud,
-        placement: Placement::local(client.clone()),
+        placement: Placement::local(Applier::new(client.clone(), applied.applied.clone())),
         backoff: Backoff::default(),
         timings,
         services: services.store(),
@@ -258,12 +273,14 @@ pub async fn run(
         caches_synced: synced_rx,
     });
     let stores = (cells.store(), services.store(), pools.store());
+    let applied_synced = applied.synced;
     let mark_ready = {
         let metrics = metrics.clone();
         async move {
             let synced = stores.0.wait_until_ready().await.is_ok()
                 && stores.1.wait_until_ready().await.is_ok()
-                && stores.2.wait_until_ready().await.is_ok();
+                && stores.2.wait_until_ready().await.is_ok()
+                && applied_synced.await;
             if synced {
                 let _ = synced_tx.send(true);
                 readiness.set(true);
@@ -290,6 +307,6 @@ pub async fn run(
             ctx,
         )
         .for_each(|_| futures::future::ready(()));
-    tokio::join!(mark_ready, cells, services, pools);
+    tokio::join!(mark_ready, applied_watches, cells, services, pools);
     tracing::info!("controllers stopped");
 }

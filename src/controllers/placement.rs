@@ -5,24 +5,33 @@
 
 use kube::Client;
 
+use super::apply::Applier;
 use crate::crds::GameCell;
 
 /// Resolves the cluster a cell's objects live in.
 #[derive(Clone)]
 pub struct Placement {
-    local: Client,
+    local: Applier,
 }
 
 impl Placement {
-    /// Every cell in the operator's own cluster.
+    /// Every cell in the operator's own cluster, applied through `local` (whose memo is fed by
+    /// watches of that cluster).
     #[must_use]
-    pub fn local(client: Client) -> Self {
-        Self { local: client }
+    pub fn local(local: Applier) -> Self {
+        Self { local }
     }
 
     /// The client of the cluster `cell` runs in.
     #[must_use]
-    pub fn client_for(&self, _cell: &GameCell) -> Client {
+    pub fn client_for(&self, cell: &GameCell) -> Client {
+        self.applier_for(cell).client().clone()
+    }
+
+    /// What applies `cell`'s objects in the cluster it runs in (a cluster without watches of its
+    /// own would get `Applier::without_memo`).
+    #[must_use]
+    pub fn applier_for(&self, _cell: &GameCell) -> Applier {
         self.local.clone()
     }
 }

@@ -2,7 +2,7 @@
 //! `workload` modules (binding, tier policy, objects), apply the objects where the cell runs,
 //! then report in status and Events.
 //!
-//! Children are applied through `Placement::client_for(cell)`, carry a controller owner
+//! Children are applied through `Placement::applier_for(cell)`, carry a controller owner
 //! reference to the service (deleting it deletes them) and are re-applied only when they drifted.
 //! A refused service (cell missing, foreign namespace, undeclared store, image not allowed) gets
 //! nothing new applied and is `Stalled` with the reason; what already runs keeps running.
@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::apply::apply_namespaced;
+use super::apply::{Applier, apply_namespaced};
 use super::conditions::{find, merge};
 use super::status::apply_status;
 use super::{Context, Error, error_policy_backoff};
@@ -145,7 +145,8 @@ async fn deploy(
     tenant: &TenantSpec,
     ctx: &Context,
 ) -> Result<Outcome, Error> {
-    let client = ctx.placement.client_for(cell);
+    let applier = ctx.placement.applier_for(cell);
+    let client = applier.client().clone();
     let namespace = owner.namespace.as_str();
     let defaults = if cell.spec.tier == CellTier::Shared {
         limit_range_defaults(&client, namespace).await?
@@ -169,13 +170,13 @@ async fn deploy(
     };
 
     let applied: Result<(), ChildError> = async {
-        apply_child(&client, &objects.service_account).await?;
-        apply_child(&client, &objects.config_map).await?;
-        apply_child(&client, &objects.deployment).await?;
-        apply_child(&client, &objects.service).await?;
-        apply_child(&client, &objects.disruption_budget).await?;
+        apply_child(&applier, &objects.service_account).await?;
+        apply_child(&applier, &objects.config_map).await?;
+        apply_child(&applier, &objects.deployment).await?;
+        apply_child(&applier, &objects.service).await?;
+        apply_child(&applier, &objects.disruption_budget).await?;
         if let Some(hpa) = &objects.autoscaler {
-            apply_child(&client, hpa).await?;
+            apply_child(&applier, hpa).await?;
         }
         Ok(())
     }
@@ -306,7 +307,7 @@ pub(crate) enum ChildError {
 }
 
 /// Applies one child with server-side apply (skipped when it already matches).
-pub(crate) async fn apply_child<K>(client: &Client, obj: &K) -> Result<(), ChildError>
+pub(crate) async fn apply_child<K>(applier: &Applier, obj: &K) -> Result<(), ChildError>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -314,7 +315,7 @@ where
         + Serialize
         + Debug,
 {
-    match apply_namespaced(client, obj).await {
+    match apply_namespaced(applier, obj).await {
         Ok(_) => Ok(()),
         Err(Error::Kube(kube::Error::Api(status))) if matches!(status.code, 400 | 403 | 422) => {
             Err(ChildError::Rejected(Refusal::new(

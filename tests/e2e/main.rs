@@ -4,6 +4,7 @@
 //! Without a reachable cluster every test fails with a message saying how to start one; none is
 //! skipped.
 
+mod applied;
 mod chart;
 mod cloud_aws;
 mod crds;
