@@ -1362,6 +1362,28 @@ impl Engine {
         out
     }
 
+    /// Refuses a new ticket of `tenant` when the tenant already has as many open tickets as its
+    /// limit (counted in the metrics like any refusal); `Ok` for a tenant under its limit or
+    /// unknown. The API asks before parsing a ticket, so a tenant at its limit costs little.
+    ///
+    /// # Errors
+    /// `TenantLimitExceeded`.
+    pub fn admit(&self, tenant: &str) -> Result<(), EngineError> {
+        let state = read(&self.registry).tenants.get(tenant).cloned();
+        let Some(t) = state else { return Ok(()) };
+        let limit = t.limit.load(Ordering::Acquire);
+        if t.open.load(Ordering::Acquire) < limit {
+            return Ok(());
+        }
+        self.reject(
+            tenant,
+            EngineError::TenantLimitExceeded {
+                tenant: tenant.to_owned(),
+                limit,
+            },
+        )
+    }
+
     /// Open (waiting) tickets of a tenant.
     #[must_use]
     pub fn open_tickets(&self, tenant: &str) -> usize {
