@@ -17,7 +17,8 @@
 //! - `load`: dense and sparse 5v5 queues with parties, cancellations, three regions and a
 //!   latency matrix: wait p50/p99 (from intended send time to the match), skill spread and team
 //!   imbalance p99, share of matches within their window.
-//! - `noisy`: a quiet tenant's wait p99 alone, then while another tenant floods.
+//! - `noisy`: a quiet tenant's wait p99 in alternating phases alone and while another tenant
+//!   floods (the same quiet tickets in every phase), and the per-pair change.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,6 +45,12 @@ struct Args {
     /// Seconds of offered load per measurement.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Seconds of arrivals in the `load` scenario (default: `--seconds`, at least 10).
+    #[arg(long)]
+    load_seconds: Option<f64>,
+    /// Pairs of phases (alone, under flood) in the `noisy` scenario.
+    #[arg(long, default_value_t = 4)]
+    noisy_pairs: usize,
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -303,6 +310,8 @@ struct SimSpec {
     parties: bool,
     window: (f64, f64, f64),
     round_ms: u64,
+    /// Seconds of arrivals (then 12 s to drain).
+    arrivals_s: f64,
 }
 
 #[derive(Default)]
@@ -314,6 +323,8 @@ struct SimResult {
     waits: Vec<(f64, f64)>,
     spreads: Vec<f64>,
     gaps: Vec<f64>,
+    /// Team-mean gaps of the matches formed after the last arrival (the drain).
+    gaps_drain: Vec<f64>,
     within_window: usize,
     /// Waiting tickets seen at round ends, and how many of them were in a valid match
     /// (solo queues only; `None` for queues with parties).
@@ -361,7 +372,8 @@ fn mark_valid(
     }
 }
 
-fn simulate(seed: u64, spec: &SimSpec, arrivals_s: f64, drain_s: f64) -> SimResult {
+fn simulate(seed: u64, spec: &SimSpec, drain_s: f64) -> SimResult {
+    let arrivals_s = spec.arrivals_s;
     let rules = QueueRules {
         window_initial: spec.window.0,
         window_widening_per_second: spec.window.1,
@@ -447,7 +459,11 @@ fn simulate(seed: u64, spec: &SimSpec, arrivals_s: f64, drain_s: f64) -> SimResu
         for m in &tick.matches {
             result.matches += 1;
             result.spreads.push(m.spread);
-            result.gaps.push(m.imbalance);
+            if now as f64 > arrivals_s * 1000.0 {
+                result.gaps_drain.push(m.imbalance);
+            } else {
+                result.gaps.push(m.imbalance);
+            }
             if m.spread <= m.window {
                 result.within_window += 1;
             }
@@ -510,78 +526,49 @@ fn simulate(seed: u64, spec: &SimSpec, arrivals_s: f64, drain_s: f64) -> SimResu
 fn bench_sim(seed: u64) {
     println!("\n### Dense and sparse queues on a simulated clock (matching core only)\n");
     println!(
-        "The `load` population (skill N(1500, 300), + N(0, 30) per party member, 3 regions with the latency matrix, 5 % cancelled 0-5 s after creation) fed to one `Pool` at exact Poisson arrival times, rounds every `round` ms of simulated time: 20 s of arrivals, 12 s to drain. No HTTP, no threads: the waits are the algorithm's and the population's alone. `valid match left` counts waiting tickets that, right after a round, were in some valid match (10 tickets of one region whose spread fits the window of the oldest of them; solo queues only): a positive count would be a ticket waiting while it could have played. Wait p99 is split by the ticket's distance from the mean skill (|z| = |mean skill - 1500| / 300).\n"
+        "The `load` population (skill N(1500, 300), + N(0, 30) per party member, 3 regions with the latency matrix, 5 % cancelled 0-5 s after creation) fed to one `Pool` at exact Poisson arrival times, rounds every `round` ms of simulated time: `arrivals` s of arrivals (20 s, or the `load` scenario's 10 s), then 12 s to drain. No HTTP, no threads: the waits are the algorithm's and the population's alone. `valid match left` counts waiting tickets that, right after a round, were in some valid match (10 tickets of one region whose spread fits the window of the oldest of them; solo queues only): a positive count would be a ticket waiting while it could have played. Wait p99 is split by the ticket's distance from the mean skill (|z| = |mean skill - 1500| / 300). The team-mean gap p99 is over every match, then split into matches formed while tickets arrive and those formed in the drain after the last arrival (the tickets left when arrivals stop: parties that waited out their balance patience with nobody new to balance them).\n"
     );
     println!(
-        "| queue | window (initial/widening/max) | round ms | tickets/s | offered | matched | wait p50 s | **wait p99 s** | p99 \\|z\\|<2 | p99 \\|z\\|≥2 | share \\|z\\|≥2 | spread p99 | **team-mean gap p99** | within window | valid match left / ticket-rounds |"
+        "| queue | window (initial/widening/max) | round ms | tickets/s | arrivals s | offered | matched | wait p50 s | **wait p99 s** | p99 \\|z\\|<2 | p99 \\|z\\|≥2 | share \\|z\\|≥2 | spread p99 | **team-mean gap p99** | gap p99 while arriving | gap p99 drain (matches) | within window | valid match left / ticket-rounds |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let base = (50.0, 25.0, 300.0);
+    let spec = |label, rate, parties, window, round_ms, arrivals_s| SimSpec {
+        label,
+        rate,
+        parties,
+        window,
+        round_ms,
+        arrivals_s,
+    };
     let specs = [
-        SimSpec {
-            label: "dense-solo",
-            rate: 2000.0,
-            parties: false,
-            window: base,
-            round_ms: 50,
-        },
-        SimSpec {
-            label: "dense-solo",
-            rate: 2000.0,
-            parties: false,
-            window: base,
-            round_ms: 10,
-        },
-        SimSpec {
-            label: "dense-parties",
-            rate: 2000.0,
-            parties: true,
-            window: base,
-            round_ms: 50,
-        },
-        SimSpec {
-            label: "sparse-solo",
-            rate: 50.0,
-            parties: false,
-            window: base,
-            round_ms: 50,
-        },
-        SimSpec {
-            label: "sparse-parties",
-            rate: 50.0,
-            parties: true,
-            window: base,
-            round_ms: 50,
-        },
-        SimSpec {
-            label: "dense-solo",
-            rate: 2000.0,
-            parties: false,
-            window: (50.0, 50.0, 300.0),
-            round_ms: 50,
-        },
-        SimSpec {
-            label: "dense-parties",
-            rate: 2000.0,
-            parties: true,
-            window: (50.0, 50.0, 300.0),
-            round_ms: 50,
-        },
+        spec("dense-solo", 2000.0, false, base, 50, 20.0),
+        spec("dense-solo", 2000.0, false, base, 10, 20.0),
+        spec("dense-parties", 2000.0, true, base, 50, 20.0),
+        // The `load` scenario's length: its arrivals last 10 s.
+        spec("dense-parties", 2000.0, true, base, 50, 10.0),
+        spec("sparse-solo", 50.0, false, base, 50, 20.0),
+        spec("sparse-parties", 50.0, true, base, 50, 20.0),
+        spec("dense-solo", 2000.0, false, (50.0, 50.0, 300.0), 50, 20.0),
+        spec("dense-parties", 2000.0, true, (50.0, 50.0, 300.0), 50, 20.0),
     ];
     let mut notes = Vec::new();
     for spec in &specs {
-        let r = simulate(seed, spec, 20.0, 12.0);
+        let r = simulate(seed, spec, 12.0);
         let all = sorted(r.waits.iter().map(|w| w.0).collect());
         let inner = sorted(r.waits.iter().filter(|w| w.1 < 2.0).map(|w| w.0).collect());
         let outer = sorted(r.waits.iter().filter(|w| w.1 >= 2.0).map(|w| w.0).collect());
         println!(
-            "| {} | {:.0}/{:.0}/{:.0} | {} | {:.0} | {} | {} | {:.3} | **{:.3}** | {:.3} | {:.3} | {:.1} % | {:.1} | **{:.2}** | {:.1} % | {} |",
+            "| {} | {:.0}/{:.0}/{:.0} | {} | {:.0} | {:.0} | {} | {} | {:.3} | **{:.3}** | {:.3} | {:.3} | {:.1} % | {:.1} | **{:.2}** | {:.2} | {:.2} ({}) | {:.1} % | {} |",
             spec.label,
             spec.window.0,
             spec.window.1,
             spec.window.2,
             spec.round_ms,
             spec.rate,
+            spec.arrivals_s,
             r.offered,
             r.matched,
             pct(&all, 50.0),
@@ -590,7 +577,13 @@ fn bench_sim(seed: u64) {
             pct(&outer, 99.0),
             100.0 * outer.len() as f64 / all.len().max(1) as f64,
             pct(&sorted(r.spreads.clone()), 99.0),
+            pct(
+                &sorted([r.gaps.clone(), r.gaps_drain.clone()].concat()),
+                99.0
+            ),
             pct(&sorted(r.gaps.clone()), 99.0),
+            pct(&sorted(r.gaps_drain.clone()), 99.0),
+            r.gaps_drain.len(),
             100.0 * r.within_window as f64 / r.matches.max(1) as f64,
             r.stranded.map_or("n/a (parties)".to_owned(), |s| format!(
                 "{s} / {}",
@@ -600,14 +593,16 @@ fn bench_sim(seed: u64) {
         let mut unbalanced: Vec<(&String, &usize)> = r.unbalanced.iter().collect();
         unbalanced.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         notes.push(format!(
-            "{} {}/{}/{} round {} ms: {} of {} matches with a gap above 2{}{}",
+            "{} {}/{}/{} round {} ms, {} s of arrivals: {} of {} matches with a gap above 2 ({} of them in the drain){}{}",
             spec.label,
             spec.window.0,
             spec.window.1,
             spec.window.2,
             spec.round_ms,
+            spec.arrivals_s,
             r.unbalanced.values().sum::<usize>(),
             r.matches,
+            r.gaps_drain.iter().filter(|g| **g > 2.0).count(),
             if unbalanced.is_empty() {
                 ""
             } else {
@@ -729,9 +724,24 @@ async fn open_loop(
     keep_ids: bool,
     cancelled: Arc<AtomicUsize>,
 ) -> Result<(Vec<Outcome>, f64), BoxError> {
+    let start = (
+        tokio::time::Instant::now() + Duration::from_millis(50),
+        unix_ms() as f64 + 50.0,
+    );
+    open_loop_from(addr, conns, offers, keep_ids, cancelled, start).await
+}
+
+/// As [`open_loop`], with offers due from `start` (an instant and the same time in Unix ms),
+/// so several loads over their own connections share one schedule.
+async fn open_loop_from(
+    addr: SocketAddr,
+    conns: usize,
+    offers: Arc<Vec<Offer>>,
+    keep_ids: bool,
+    cancelled: Arc<AtomicUsize>,
+    (start, start_unix): (tokio::time::Instant, f64),
+) -> Result<(Vec<Outcome>, f64), BoxError> {
     let next = Arc::new(AtomicUsize::new(0));
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let start_unix = unix_ms() as f64 + 50.0;
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let offers = offers.clone();
@@ -994,7 +1004,12 @@ struct QueueResult {
     timed_out_or_waiting: usize,
     waits: Vec<f64>,
     spreads: Vec<f64>,
+    /// Team-mean gaps of the matches formed while tickets arrived.
     gaps: Vec<f64>,
+    /// Team-mean gaps of the matches formed after the last arrival (the drain).
+    gaps_drain: Vec<f64>,
+    /// Matches with a gap above 2, by party sizes per team (parties from the player ids).
+    unbalanced: HashMap<String, usize>,
     matches: usize,
     within_window: usize,
 }
@@ -1047,6 +1062,7 @@ async fn run_load(
             _ => r.rejected += 1,
         }
     }
+    let arrivals_end = out.iter().map(|o| o.intended_unix_ms).fold(0.0, f64::max);
     tokio::time::sleep(Duration::from_secs_f64(grace)).await;
     let mut matched_ids = std::collections::HashSet::new();
     for (tag, l) in loads.iter().enumerate() {
@@ -1074,7 +1090,15 @@ async fn run_load(
                     r.within_window += 1;
                 }
                 r.spreads.push(spread);
-                r.gaps.push(m["teamImbalance"].as_f64().unwrap_or(f64::NAN));
+                let gap = m["teamImbalance"].as_f64().unwrap_or(f64::NAN);
+                if created > arrivals_end {
+                    r.gaps_drain.push(gap);
+                } else {
+                    r.gaps.push(gap);
+                }
+                if gap > 2.0 {
+                    *r.unbalanced.entry(composition(&m)).or_default() += 1;
+                }
                 for team in m["teams"].as_array().cloned().unwrap_or_default() {
                     for t in team["tickets"].as_array().cloned().unwrap_or_default() {
                         let Some(id) = t.as_str() else { continue };
@@ -1103,12 +1127,44 @@ async fn run_load(
     Ok(results)
 }
 
+/// A match's teams as party sizes, e.g. `3+2 v 5` (players of one ticket are `p{n}-{i}`).
+fn composition(m: &Value) -> String {
+    let mut parts: Vec<String> = m["teams"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|team| {
+            let mut sizes: HashMap<&str, usize> = HashMap::new();
+            for p in team["players"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let id = p.as_str().unwrap_or_default();
+                *sizes
+                    .entry(id.rsplit_once('-').map_or(id, |x| x.0))
+                    .or_default() += 1;
+            }
+            let mut sizes: Vec<usize> = sizes.into_values().collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            sizes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    parts.sort();
+    parts.join(" v ")
+}
+
 fn print_queue(label: &str, rate: f64, r: &QueueResult) {
     let waits = sorted(r.waits.clone());
     let spreads = sorted(r.spreads.clone());
-    let gaps = sorted(r.gaps.clone());
+    let all_gaps = sorted([r.gaps.clone(), r.gaps_drain.clone()].concat());
     println!(
-        "| {label} | {rate:.0} | {} | {} | {} | {} | {:.3} | **{:.3}** | {:.1} | **{:.2}** | {:.1} % |",
+        "| {label} | {rate:.0} | {} | {} | {} | {} | {:.3} | **{:.3}** | {:.1} | **{:.2}** | {:.2} | {:.2} ({}) | {:.1} % |",
         r.created,
         r.matched,
         r.matches,
@@ -1116,7 +1172,10 @@ fn print_queue(label: &str, rate: f64, r: &QueueResult) {
         pct(&waits, 50.0),
         pct(&waits, 99.0),
         pct(&spreads, 99.0),
-        pct(&gaps, 99.0),
+        pct(&all_gaps, 99.0),
+        pct(&sorted(r.gaps.clone()), 99.0),
+        pct(&sorted(r.gaps_drain.clone()), 99.0),
+        r.gaps_drain.len(),
         if r.matches == 0 {
             f64::NAN
         } else {
@@ -1125,17 +1184,17 @@ fn print_queue(label: &str, rate: f64, r: &QueueResult) {
     );
 }
 
-async fn bench_load(seed: u64, seconds: f64) -> Result<(), BoxError> {
+async fn bench_load(seed: u64, seconds: f64, load_seconds: Option<f64>) -> Result<(), BoxError> {
     // Sparse queues need longer than the other scenarios to say anything.
-    let arrivals = seconds.max(10.0);
+    let arrivals = load_seconds.unwrap_or(seconds.max(10.0));
     println!("\n### Dense and sparse queues under open-loop load\n");
     println!(
-        "5v5 queues (window 50 widening 25/s to 300: 10 s to the maximum; max latency 100 ms; 3 regions). Tickets: skill N(1500, 300) (+ N(0, 30) per party member); in the `-parties` queues 70 % solo, 20 % duos, 7 % trios, 3 % five-stacks (the `-solo` queues: solo only); home areas Europe 35 %, US East 30 %, US West 25 %, Asia-Pacific 10 % with a latency matrix plus 0-30 ms jitter; 5 % cancelled 0-5 s after creation. Arrivals for {arrivals} s, then 12 s for the queues to drain; wait = match formation − intended send time; unmatched = still waiting or cancelled at the end.\n"
+        "5v5 queues (window 50 widening 25/s to 300: 10 s to the maximum; max latency 100 ms; 3 regions). Tickets: skill N(1500, 300) (+ N(0, 30) per party member); in the `-parties` queues 70 % solo, 20 % duos, 7 % trios, 3 % five-stacks (the `-solo` queues: solo only); home areas Europe 35 %, US East 30 %, US West 25 %, Asia-Pacific 10 % with a latency matrix plus 0-30 ms jitter; 5 % cancelled 0-5 s after creation. Arrivals for {arrivals} s, then 12 s for the queues to drain; wait = match formation − intended send time; unmatched = still waiting or cancelled at the end. The team-mean gap p99 is over every match, then split into matches formed while tickets arrive and those formed in the drain after the last arrival.\n"
     );
     println!(
-        "| queue | tickets/s | created | matched | matches | unmatched | wait p50 s | **wait p99 s** | spread p99 | **team-mean gap p99** | within window |"
+        "| queue | tickets/s | created | matched | matches | unmatched | wait p50 s | **wait p99 s** | spread p99 | **team-mean gap p99** | gap p99 while arriving | gap p99 drain (matches) | within window |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let load = |queue, rate, parties| QueueLoad {
         tenant: "alpha",
         queue,
@@ -1153,6 +1212,29 @@ async fn bench_load(seed: u64, seconds: f64) -> Result<(), BoxError> {
     for (l, res) in loads.iter().zip(&r) {
         print_queue(l.queue, l.rate, res);
     }
+    println!();
+    for (l, res) in loads.iter().zip(&r) {
+        let mut unbalanced: Vec<(&String, &usize)> = res.unbalanced.iter().collect();
+        unbalanced.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        println!(
+            "- {}: {} of {} matches with a gap above 2 ({} of them in the drain){}{}",
+            l.queue,
+            res.unbalanced.values().sum::<usize>(),
+            res.matches,
+            res.gaps_drain.iter().filter(|g| **g > 2.0).count(),
+            if unbalanced.is_empty() {
+                ""
+            } else {
+                "; by team composition: "
+            },
+            unbalanced
+                .iter()
+                .take(6)
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!(
         "\nCancelled during the run: {} tickets.",
         r.first().map_or(0, |x| x.cancelled)
@@ -1160,52 +1242,209 @@ async fn bench_load(seed: u64, seconds: f64) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn bench_noisy(seed: u64, seconds: f64) -> Result<(), BoxError> {
+/// The waits (s, from the intended send time to the match) of the tickets in `intended` (id:
+/// tag and intended send time) that `tenant`'s `queue` matched, by tag, read from its feed.
+async fn feed_waits(
+    addr: SocketAddr,
+    tenant: &str,
+    queue: &str,
+    intended: &HashMap<String, (usize, f64)>,
+) -> Result<HashMap<usize, Vec<f64>>, BoxError> {
+    let mut waits: HashMap<usize, Vec<f64>> = HashMap::new();
+    let mut after = 0u64;
+    loop {
+        let page = get_json(
+            addr,
+            &format!("/v1/matches?tenant={tenant}&queue={queue}&after={after}&limit=1000"),
+        )
+        .await?;
+        let matches = page["matches"].as_array().cloned().unwrap_or_default();
+        if matches.is_empty() {
+            return Ok(waits);
+        }
+        after = page["next"].as_u64().unwrap_or(u64::MAX);
+        for m in matches {
+            let created = m["createdAtMs"].as_f64().unwrap_or(0.0);
+            for team in m["teams"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                for t in team["tickets"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    if let Some((tag, sent)) = t.as_str().and_then(|id| intended.get(id)) {
+                        waits
+                            .entry(*tag)
+                            .or_default()
+                            .push((created - sent).max(0.0) / 1000.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    pct(&sorted(v.to_vec()), 50.0)
+}
+
+async fn bench_noisy(seed: u64, seconds: f64, pairs: usize) -> Result<(), BoxError> {
+    const QUIET_RATE: f64 = 2000.0;
+    const FLOOD_RATE: f64 = 20_000.0;
+    const FLOOD_LIMIT: usize = 5000;
+    // Quiet tickets sent in [COUNT_FROM, phase - COUNT_STOP_BEFORE) of a phase are counted:
+    // the queue is in its steady state by then, and nearly all of them are matched before the
+    // phase ends.
+    const COUNT_FROM: f64 = 1.0;
+    const COUNT_STOP_BEFORE: f64 = 3.0;
+    let phase_len = (seconds + COUNT_FROM + COUNT_STOP_BEFORE).max(6.0);
+    let count_to = phase_len - COUNT_STOP_BEFORE;
+    // The flood stops 1.5 s before its phase ends; its tickets time out after 1 s, so the next
+    // phase starts with no flood backlog.
+    let flood_len = phase_len - 1.5;
+    // Pairs in ABBA order (alone, flood | flood, alone | ...), so a drift of the machine's
+    // load over the run weighs on both conditions alike.
+    let phases: Vec<bool> = (0..pairs)
+        .flat_map(|p| {
+            if p % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            }
+        })
+        .collect();
     println!("\n### Noisy neighbour\n");
     println!(
-        "Tenant `quiet` offers 1,000 tickets/s to a 5v5 queue, first alone, then while tenant `noisy` offers 20,000 tickets/s to its own queue with skills so scattered (N(1500, 30000)) that few match: its open tickets pile up to its limit (5,000) and the rest are refused (429), and every round searches its waiting anchors. Same seed, same quiet arrivals.\n"
+        "One matchmaker serves tenants `quiet` and `noisy` (`noisy` first in the configuration). The run alternates {n} phases of {phase_len} s, alone and under flood, in ABBA order ({pairs} pairs). `quiet` offers {QUIET_RATE} tickets/s to one 5v5 queue throughout, and every phase's arrivals are the same (same seed: identical tickets and arrival times); the tickets sent from {COUNT_FROM} s to {count_to} s into a phase are counted (the queue is in its steady state, and they are matched before the phase ends). In flood phases `noisy` offers {FLOOD_RATE} tickets/s for {flood_len} s to its own queue, skills N(1500, 30000) so few match: its open tickets pile up to its limit ({FLOOD_LIMIT}) and the rest are refused (429); its queue times out tickets after 1 s, so no backlog outlives its phase. Each tenant has its own keep-alive connections (quiet 8, noisy 56), as separate clients would. Wait = match formation − intended send time; create p99 = latency of the quiet tenant's `POST /v1/tickets` from its intended send time.\n",
+        n = phases.len()
     );
+    let mut flood_queue = queue_doc("flood", 10, 2);
+    flood_queue["timeoutSeconds"] = json!(1);
+    let doc = json!({"pools": [
+        {"tenant": "noisy", "pool": "mm", "queues": [flood_queue]},
+        {"tenant": "quiet", "pool": "mm", "queues": [queue_doc("ranked", 10, 2)]}],
+        "tenantLimits": {"noisy": FLOOD_LIMIT}});
+    let server = Server::start(&doc, 100_000)?;
+    let mut quiet = Vec::new();
+    for k in 0..phases.len() {
+        let mut rng = Rng(seed);
+        let offset = k as f64 * phase_len;
+        for (n, at) in poisson(&mut rng, QUIET_RATE, phase_len)
+            .into_iter()
+            .enumerate()
+        {
+            let t = ticket_json(&mut rng, "quiet", "ranked", n as u64, false, 300.0);
+            quiet.push(Offer {
+                at: offset + at,
+                request: Arc::new(request("POST", "/v1/tickets", t.to_string().as_bytes())),
+                tag: if (COUNT_FROM..count_to).contains(&at) {
+                    k
+                } else {
+                    usize::MAX
+                },
+                cancel_after: None,
+            });
+        }
+    }
+    let mut rng = Rng(seed ^ 0x5EED);
+    let bodies: Vec<Arc<Vec<u8>>> = (0..8192)
+        .map(|n| {
+            let t = ticket_json(&mut rng, "noisy", "flood", n, false, 30_000.0);
+            Arc::new(request("POST", "/v1/tickets", t.to_string().as_bytes()))
+        })
+        .collect();
+    let mut flood = Vec::new();
+    for (k, _) in phases.iter().enumerate().filter(|(_, f)| **f) {
+        let offset = k as f64 * phase_len;
+        for at in poisson(&mut rng, FLOOD_RATE, flood_len) {
+            flood.push(Offer {
+                at: offset + at,
+                request: bodies[flood.len() % bodies.len()].clone(),
+                tag: k,
+                cancel_after: None,
+            });
+        }
+    }
+    let start = (
+        tokio::time::Instant::now() + Duration::from_millis(100),
+        unix_ms() as f64 + 100.0,
+    );
+    let (quiet_out, flood_out) = tokio::join!(
+        open_loop_from(server.addr, 8, Arc::new(quiet), true, Arc::default(), start),
+        open_loop_from(
+            server.addr,
+            56,
+            Arc::new(flood),
+            false,
+            Arc::default(),
+            start
+        ),
+    );
+    let (quiet_out, flood_out) = (quiet_out?.0, flood_out?.0);
+    tokio::time::sleep(Duration::from_secs_f64(1.0)).await;
+    let intended: HashMap<String, (usize, f64)> = quiet_out
+        .iter()
+        .filter(|o| o.status == 201 && o.tag != usize::MAX)
+        .filter_map(|o| Some((o.id.clone()?, (o.tag, o.intended_unix_ms))))
+        .collect();
+    let mut waits = feed_waits(server.addr, "quiet", "ranked", &intended).await?;
     println!(
-        "| run | queue | tickets/s | created | matched | matches | unmatched | wait p50 s | **wait p99 s** | spread p99 | team-mean gap p99 | within window |"
+        "| phase | flood | quiet counted | matched | create p99 ms | wait p50 s | **wait p99 s** | noisy created | noisy refused |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let quiet = || QueueLoad {
-        tenant: "quiet",
-        queue: "ranked",
-        rate: 1000.0,
-        parties: false,
-        skill_sd: 300.0,
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut p99s = Vec::new();
+    for (k, &flooded) in phases.iter().enumerate() {
+        let counted = intended.values().filter(|(t, _)| *t == k).count();
+        let w = sorted(waits.remove(&k).unwrap_or_default());
+        let create = sorted(
+            quiet_out
+                .iter()
+                .filter(|o| o.tag == k)
+                .map(|o| o.latency * 1000.0)
+                .collect(),
+        );
+        let noisy: Vec<&Outcome> = flood_out.iter().filter(|o| o.tag == k).collect();
+        let p99 = pct(&w, 99.0);
+        p99s.push(p99);
+        println!(
+            "| {k} | {} | {counted} | {} | {:.2} | {:.3} | **{:.3}** | {} | {} |",
+            if flooded { "yes" } else { "no" },
+            w.len(),
+            pct(&create, 99.0),
+            pct(&w, 50.0),
+            p99,
+            noisy.iter().filter(|o| o.status == 201).count(),
+            noisy.iter().filter(|o| o.status == 429).count(),
+        );
+    }
+    let mut ratios = Vec::new();
+    for pair in 0..pairs {
+        let (a, b) = (2 * pair, 2 * pair + 1);
+        let (alone, flooded) = if phases[a] { (b, a) } else { (a, b) };
+        ratios.push(p99s[flooded] / p99s[alone] - 1.0);
+    }
+    let alone: Vec<f64> = phases
+        .iter()
+        .zip(&p99s)
+        .filter(|(f, _)| !**f)
+        .map(|(_, p)| *p)
+        .collect();
+    let alone_median = median(&alone);
+    let noise: Vec<f64> = alone.iter().map(|p| p / alone_median - 1.0).collect();
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{:+.1} %", 100.0 * r))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let alone = run_load(seed, seconds, 5.0, &[quiet()], json!({})).await?;
-    let noisy = QueueLoad {
-        tenant: "noisy",
-        queue: "ranked",
-        rate: 20_000.0,
-        parties: false,
-        skill_sd: 30_000.0,
-    };
-    let both = run_load(
-        seed,
-        seconds,
-        5.0,
-        &[quiet(), noisy],
-        json!({"noisy": 5_000}),
-    )
-    .await?;
-    print!("| alone ");
-    print_queue("quiet", 1000.0, &alone[0]);
-    print!("| with flood ");
-    print_queue("quiet", 1000.0, &both[0]);
-    print!("| with flood ");
-    print_queue("noisy", 20_000.0, &both[1]);
-    let p99 = |r: &QueueResult| pct(&sorted(r.waits.clone()), 99.0);
     println!(
-        "\nQuiet tenant's wait p99: {:.3} s alone, {:.3} s with the flood ({:+.1} %). Noisy tickets refused by its limit: {}.",
-        p99(&alone[0]),
-        p99(&both[0]),
-        100.0 * (p99(&both[0]) - p99(&alone[0])) / p99(&alone[0]),
-        both[1].rejected
+        "\nQuiet tenant's wait p99 under flood against the same pair's alone phase: {} (median **{:+.1} %**, from {:+.1} % to {:+.1} %). Alone phases against their median (the noise floor): {}.",
+        fmt(&ratios),
+        100.0 * median(&ratios),
+        100.0 * ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        100.0 * ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        fmt(&noise),
     );
+    drop(server);
     Ok(())
 }
 
@@ -1232,10 +1471,10 @@ fn main() -> Result<(), BoxError> {
         runtime.block_on(bench_api(args.seed, args.seconds))?;
     }
     if wants("load") {
-        runtime.block_on(bench_load(args.seed, args.seconds))?;
+        runtime.block_on(bench_load(args.seed, args.seconds, args.load_seconds))?;
     }
     if wants("noisy") {
-        runtime.block_on(bench_noisy(args.seed, args.seconds))?;
+        runtime.block_on(bench_noisy(args.seed, args.seconds, args.noisy_pairs))?;
     }
     Ok(())
 }

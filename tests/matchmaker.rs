@@ -421,6 +421,19 @@ fn one_tenant_cannot_flood_another() {
         (status, &err["error"]["code"]),
         (429, &json!("TenantLimitExceeded"))
     );
+    // At its limit, the tenant is refused before its ticket is read: even a ticket that would
+    // be invalid (no players) gets 429, not 400. Another tenant's invalid ticket is still 400.
+    let empty = |tenant: &str| json!({"tenant": tenant, "queue": "q", "players": []});
+    let (status, err) = http(port, "POST", "/v1/tickets", Some(&empty("noisy")));
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (429, &json!("TenantLimitExceeded"))
+    );
+    let (status, err) = http(port, "POST", "/v1/tickets", Some(&empty("quiet")));
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (400, &json!("InvalidTicket"))
+    );
     // The quiet tenant is served, and its tickets only meet each other.
     let mut quiet = Vec::new();
     for _ in 0..4 {

@@ -4,8 +4,10 @@
 //! No I/O: the clock is passed in (milliseconds since the Unix epoch) and the service layer
 //! drives [`Engine::tick`] and [`Engine::apply_config`]. Each queue has its own lock, so a
 //! tenant's flood only ever holds its own queues' locks; a tenant's open tickets are capped
-//! ([`EngineOptions::default_tenant_limit`], or the configuration's `tenantLimits`), and a
-//! round searches at most [`EngineOptions::anchor_budget`] anchors per queue.
+//! ([`EngineOptions::default_tenant_limit`], or the configuration's `tenantLimits`), a
+//! round searches at most [`EngineOptions::anchor_budget`] anchors per queue, and a round
+//! serves its queues cheapest first ([`Engine::tick_with`]), so a flood's backlog is searched
+//! after the other tenants' queues.
 //!
 //! Lock order: registry, then a tenant's key map, then a queue. A queue's lock is never held
 //! while taking a tenant's key map.
@@ -541,6 +543,8 @@ struct QueueSlot {
     tenant: Arc<TenantState>,
     state: Mutex<QueueState>,
     changed: watch::Sender<u64>,
+    /// Anchors its last round searched: the order of the next round (cheapest first).
+    cost: AtomicUsize,
 }
 
 impl QueueSlot {
@@ -719,6 +723,7 @@ impl Engine {
                     }),
                     labels,
                     changed,
+                    cost: AtomicUsize::new(0),
                 });
                 reg.slots.push(slot);
                 reg.by_key.insert(def.key.clone(), index);
@@ -1357,6 +1362,28 @@ impl Engine {
         out
     }
 
+    /// Refuses a new ticket of `tenant` when the tenant already has as many open tickets as its
+    /// limit (counted in the metrics like any refusal); `Ok` for a tenant under its limit or
+    /// unknown. The API asks before parsing a ticket, so a tenant at its limit costs little.
+    ///
+    /// # Errors
+    /// `TenantLimitExceeded`.
+    pub fn admit(&self, tenant: &str) -> Result<(), EngineError> {
+        let state = read(&self.registry).tenants.get(tenant).cloned();
+        let Some(t) = state else { return Ok(()) };
+        let limit = t.limit.load(Ordering::Acquire);
+        if t.open.load(Ordering::Acquire) < limit {
+            return Ok(());
+        }
+        self.reject(
+            tenant,
+            EngineError::TenantLimitExceeded {
+                tenant: tenant.to_owned(),
+                limit,
+            },
+        )
+    }
+
     /// Open (waiting) tickets of a tenant.
     #[must_use]
     pub fn open_tickets(&self, tenant: &str) -> usize {
@@ -1366,12 +1393,25 @@ impl Engine {
             .map_or(0, |t| t.open.load(Ordering::Acquire))
     }
 
-    /// One round over every queue: timeouts, backfills, matches, and expiry of records past
-    /// their retention.
+    /// One round over every queue at `now`: timeouts, backfills, matches, and expiry of
+    /// records past their retention. See [`Engine::tick_with`].
     pub fn tick(&self, now: u64) -> TickSummary {
-        let slots: Vec<Arc<QueueSlot>> = read(&self.registry).slots.clone();
+        self.tick_with(|| now)
+    }
+
+    /// One round over every queue, reading `clock` as each queue's turn comes (its matches and
+    /// timeouts carry that time, so a queue served late in a round says so).
+    ///
+    /// Queues are served cheapest first: in increasing order of the anchors their previous
+    /// round searched (ties in configuration order). A tenant whose queue is expensive, such as
+    /// a flood's backlog of unmatchable tickets, is served after every cheaper queue and never
+    /// delays their rounds; every queue is still served every round.
+    pub fn tick_with(&self, mut clock: impl FnMut() -> u64) -> TickSummary {
+        let mut slots: Vec<Arc<QueueSlot>> = read(&self.registry).slots.clone();
+        slots.sort_by_key(|s| (s.cost.load(Ordering::Relaxed), s.index));
         let mut summary = TickSummary::default();
         for slot in slots {
+            let now = clock();
             let expired_keys = self.tick_slot(&slot, now, &mut summary);
             if !expired_keys.is_empty() {
                 let mut keys = lock(&slot.tenant.keys);
@@ -1394,9 +1434,11 @@ impl Engine {
         let mut guard = lock(&slot.state);
         let st = &mut *guard;
         let mut changed = false;
+        slot.cost.store(0, Ordering::Relaxed);
         if st.active {
             let out = st.pool.tick(now, self.options.anchor_budget);
             summary.searches += out.searches;
+            slot.cost.store(out.searches, Ordering::Relaxed);
             let rules = st.pool.rules().clone();
             for seq in &out.timed_out {
                 st.finish_ticket(*seq, TicketState::TimedOut, "Timeout", now);

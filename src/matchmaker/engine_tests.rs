@@ -131,6 +131,75 @@ fn a_tenant_over_its_limit_is_refused_and_others_are_not() {
     );
 }
 
+/// A round serves the cheapest queues first: a tenant's backlog of unmatchable tickets (a
+/// flood) is searched after another tenant's queue, even when the flooding tenant's queue comes
+/// first in the configuration. Each queue's turn reads the clock, so the order shows in the
+/// time its match carries.
+#[test]
+fn a_flooded_queue_is_served_after_the_other_tenants_queues() {
+    let e = engine(&config(json!({"pools": [
+        {"tenant": "noisy", "pool": "p", "queues": [queue("duel", 2, 2)]},
+        {"tenant": "quiet", "pool": "p", "queues": [queue("duel", 2, 2)]}
+    ]})));
+    // Skills 5,000 apart never fit a window of at most 1,000.
+    for i in 0..100u32 {
+        e.create_ticket(
+            ticket("noisy", "duel", &format!("n{i}"), f64::from(i) * 5000.0),
+            1,
+        )
+        .expect("noisy ticket");
+    }
+    let mut clock = 100;
+    let first = e.tick_with(|| {
+        clock += 1;
+        clock
+    });
+    assert_eq!((first.matches, first.searches), (0, 100));
+    let (q1, _) = e
+        .create_ticket(ticket("quiet", "duel", "q1", 1000.0), 200)
+        .expect("q1");
+    e.create_ticket(ticket("quiet", "duel", "q2", 1010.0), 200)
+        .expect("q2");
+    let mut clock = 1000;
+    let round = e.tick_with(|| {
+        clock += 1;
+        clock
+    });
+    assert_eq!(round.matches, 1);
+    assert_eq!(
+        round.searches, 101,
+        "the flood is still searched every round"
+    );
+    let view = e.ticket(&q1.id).expect("q1");
+    let match_id = view.assignment.expect("q1 matched").match_id;
+    let m = e.get_match(&match_id).expect("match");
+    assert_eq!(
+        m.created_at_ms, 1001,
+        "the quiet tenant's queue had the round's first turn"
+    );
+    // The order follows the cost: once the flood is gone, configuration order again.
+    for i in 0..100u32 {
+        e.cancel_ticket(&format!("t-0-{:x}", i + 1), 1002)
+            .expect("cancel");
+    }
+    e.tick(1003);
+    e.create_ticket(ticket("quiet", "duel", "q3", 1000.0), 1004)
+        .expect("q3");
+    let (q4, _) = e
+        .create_ticket(ticket("quiet", "duel", "q4", 1010.0), 1004)
+        .expect("q4");
+    let mut clock = 2000;
+    e.tick_with(|| {
+        clock += 1;
+        clock
+    });
+    let view = e.ticket(&q4.id).expect("q4");
+    let m = e
+        .get_match(&view.assignment.expect("q4 matched").match_id)
+        .expect("match");
+    assert_eq!(m.created_at_ms, 2002, "noisy's empty queue came first");
+}
+
 #[test]
 fn client_keys_make_creation_idempotent() {
     let e = engine(&two_tenants());

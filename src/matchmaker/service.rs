@@ -125,7 +125,7 @@ impl Service {
                     let mut next = Instant::now();
                     while !stop.load(Ordering::Acquire) {
                         let started = Instant::now();
-                        engine.tick(unix_ms());
+                        engine.tick_with(unix_ms);
                         engine
                             .metrics()
                             .tick
