@@ -267,6 +267,7 @@ pub struct Observed {
 pub struct Statement {
     sql: String,
     shown: String,
+    if_not_exists: bool,
 }
 
 impl Statement {
@@ -274,6 +275,16 @@ impl Statement {
         Self {
             shown: sql.clone(),
             sql,
+            if_not_exists: false,
+        }
+    }
+
+    /// A `CREATE ... IF NOT EXISTS`: Postgres may still fail it with a unique violation when
+    /// another session creates the same object at the same moment; running it again is safe.
+    fn if_not_exists(sql: String) -> Self {
+        Self {
+            if_not_exists: true,
+            ..Self::plain(sql)
         }
     }
 
@@ -281,7 +292,14 @@ impl Statement {
         Self {
             shown: sql.replace(secret, "<redacted>"),
             sql,
+            if_not_exists: false,
         }
+    }
+
+    /// Whether a concurrent-creation race may be retried (see [`Statement::if_not_exists`]).
+    #[must_use]
+    pub fn retry_on_creation_race(&self) -> bool {
+        self.if_not_exists
     }
 
     /// The SQL to execute. Never log it: print the statement itself (redacted).
@@ -363,14 +381,14 @@ fn registry_statements(engine: Engine) -> Vec<Statement> {
     let table = format!("{REGISTRY_SCHEMA}.tenants");
     match engine {
         Engine::Postgres => vec![
-            Statement::plain(format!("CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}")),
-            Statement::plain(format!(
+            Statement::if_not_exists(format!("CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}")),
+            Statement::if_not_exists(format!(
                 "CREATE TABLE IF NOT EXISTS {table} (tenant text PRIMARY KEY, cell_uid text NOT NULL)"
             )),
         ],
         Engine::MySql => vec![
-            Statement::plain(format!("CREATE DATABASE IF NOT EXISTS {REGISTRY_SCHEMA}")),
-            Statement::plain(format!(
+            Statement::if_not_exists(format!("CREATE DATABASE IF NOT EXISTS {REGISTRY_SCHEMA}")),
+            Statement::if_not_exists(format!(
                 "CREATE TABLE IF NOT EXISTS {table} (tenant VARCHAR(64) PRIMARY KEY, cell_uid VARCHAR(64) NOT NULL)"
             )),
         ],
@@ -592,6 +610,17 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_registry_creates_are_retried_after_a_creation_race() {
+        for engine in [Engine::Postgres, Engine::MySql] {
+            let registry = registry_statements(engine);
+            assert!(registry.iter().all(Statement::retry_on_creation_race));
+            assert!(registry.iter().all(|s| s.sql().contains("IF NOT EXISTS")));
+        }
+        assert!(!Statement::plain("CREATE ROLE a".into()).retry_on_creation_race());
+        assert!(!Statement::with_secret("x".into(), "x").retry_on_creation_race());
+    }
 
     const UID: &str = "0b7c6a52-1111-2222-3333-444455556666";
 

@@ -448,6 +448,11 @@ impl Session {
     }
 }
 
+/// SQLSTATE 23505 (Postgres `unique_violation`).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
 impl SqlAdmin {
     /// Observes, plans and runs the plan on an open session.
     async fn run_plan(
@@ -471,9 +476,18 @@ impl SqlAdmin {
         let plan = tenant_sql::plan(store.engine, cell_uid, tenants, &observed, removal);
         for statement in &plan.statements {
             tracing::debug!(store = %store.identifier, statement = %statement, "SQL");
-            let outcome = tokio::time::timeout(STATEMENT_TIMEOUT, session.execute(statement.sql()))
-                .await
-                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+            let mut outcome =
+                tokio::time::timeout(STATEMENT_TIMEOUT, session.execute(statement.sql()))
+                    .await
+                    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+            if statement.retry_on_creation_race()
+                && outcome.as_ref().is_err_and(is_unique_violation)
+            {
+                // Lost a race with another session creating the same object: it exists now.
+                outcome = tokio::time::timeout(STATEMENT_TIMEOUT, session.execute(statement.sql()))
+                    .await
+                    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+            }
             outcome.map_err(|e| classify_sql(&e, Some(statement), secrets))?;
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
