@@ -10,6 +10,27 @@ OPERATOR_PID="$PID_DIR/operator.pid"
 
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
+# A kwok node labelled and tainted as cell $1's node group.
+node_group_node() {
+  local cell=$1 node="demo-node-$1"
+  k apply --server-side -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
+  labels: {gamecell.dev/cell: $cell, kubernetes.io/hostname: $node, kubernetes.io/os: linux, type: kwok}
+spec:
+  taints: [{key: gamecell.dev/cell, value: $cell, effect: NoSchedule}]
+status:
+  allocatable: {cpu: "64", memory: 256Gi, pods: "250"}
+  capacity: {cpu: "64", memory: 256Gi, pods: "250"}
+  nodeInfo: {architecture: amd64, kubeProxyVersion: fake, kubeletVersion: fake, operatingSystem: linux}
+  phase: Running
+EOF
+  log "  node $node: the node group of cell $cell (kwok)"
+}
+
 up() {
   "$HACK_DIR/cluster.sh" up
   "$HACK_DIR/moto.sh" up
@@ -46,8 +67,8 @@ up() {
   log "applying examples/cells/ (first pass: the GameCells; their workloads wait for the tenant namespaces)"
   k apply --server-side -f "$REPO_ROOT/examples/cells/" 2>&1 | grep -v 'namespaces ".*" not found' || true
   log "waiting for the cells to become Ready (the operator creates tenant namespaces, data stores, Secrets)"
-  local i
-  for i in $(seq 1 60); do
+
+  for _ in $(seq 1 60); do
     k get gamecells -o wide
     if ! k get gamecells -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -qv True; then
       break
@@ -55,9 +76,24 @@ up() {
     sleep 3
     echo
   done
+  # In AWS, each Dedicated or Enterprise cell's EKS managed node group brings nodes that carry the
+  # cell's label and taint; here a kwok node stands in for each, so the cells' services schedule.
+  local cell
+  for cell in $(k get gamecells -o jsonpath='{range .items[?(@.spec.nodes)]}{.metadata.name}{"\n"}{end}'); do
+    node_group_node "$cell"
+  done
   log "applying the PlayerServices and MatchmakingPools of examples/cells/"
   k apply --server-side -f "$REPO_ROOT/examples/cells/"
-  sleep 2
+  log "waiting for the services to roll out (kwok runs their pods)"
+  local ready total
+  for _ in $(seq 1 60); do
+    ready=$(k get playerservices,matchmakingpools -A \
+      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true)
+    total=$(k get playerservices,matchmakingpools -A --no-headers | wc -l)
+    log "  services Ready: $ready/$total"
+    [ "$ready" -ge "$total" ] && break
+    sleep 5
+  done
   echo
   log "kubectl get gamecells"
   k get gamecells -o wide
