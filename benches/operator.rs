@@ -928,7 +928,26 @@ async fn main() {
 
     let conv = after.delta(&before);
 
-    // 3. Idle window.
+    // 3. Settling: Ready is not the end of convergence (a cell's status still takes in its
+    // services' readiness, a rollout still completes). The idle window starts once the operator
+    // has written nothing for SETTLE_QUIET, so it measures steady state, not the tail of
+    // convergence.
+    const SETTLE_QUIET: Duration = Duration::from_secs(20);
+    let mut last_writes = operator.metrics().await.writes();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < SETTLE_QUIET
+        && start.elapsed() < converged + Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let writes = operator.metrics().await.writes();
+        if writes > last_writes {
+            last_writes = writes;
+            quiet_since = Instant::now();
+        }
+    }
+    let settled = start.elapsed() - quiet_since.elapsed();
+
+    // 4. Idle window.
     eprintln!("bench: idle window of {} s", args.idle_seconds);
     let rv_before = resource_versions(&client).await;
     let idle_before = operator.metrics().await;
@@ -963,7 +982,7 @@ async fn main() {
         .collect();
     let (rss_peak, cpu_total) = operator.rss_and_cpu();
 
-    // 4. The floor: the same objects, created by a plain client with no operator running.
+    // 5. The floor: the same objects, created by a plain client with no operator running.
     let snapshot = snapshot_created(&client).await;
     operator.stop().await;
     eprintln!(
@@ -1016,9 +1035,11 @@ async fn main() {
     }
     let floor_s = floor.as_secs_f64();
     say(format!(
-        "\n- All applied after {:.1} s; all Ready after **{:.1} s** (first apply to last Ready).",
+        "\n- All applied after {:.1} s; all Ready after **{:.1} s** (first apply to last Ready); last operator write of the convergence at {:.1} s (then {} s without a write before the idle window).",
         applied_at.as_secs_f64(),
-        converged.as_secs_f64()
+        converged.as_secs_f64(),
+        settled.as_secs_f64(),
+        SETTLE_QUIET.as_secs()
     ));
     say(format!(
         "- Floor: a plain client created the same {} objects in **{:.1} s** (no operator){}; ratio **{:.2}x**{}.",
