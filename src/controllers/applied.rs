@@ -46,6 +46,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -327,6 +328,17 @@ struct Builder {
     stores: Vec<BoxFuture<'static, bool>>,
 }
 
+/// Reduces `obj`'s metadata to what the memo reads: namespace, name and resourceVersion.
+fn keep_only_identity<K>(obj: &mut PartialObjectMeta<K>) {
+    let meta = std::mem::take(&mut obj.metadata);
+    obj.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        resource_version: meta.resource_version,
+        ..ObjectMeta::default()
+    };
+}
+
 impl Builder {
     fn watch<K>(&mut self, client: &Client)
     where
@@ -339,7 +351,13 @@ impl Builder {
         let memo = self.memo.clone();
         let run = {
             let health = health.clone();
-            reflector::reflector(writer, watcher::watcher(api, config).default_backoff())
+            // The store needs names and resourceVersions only: the rest of the metadata
+            // (managedFields above all, often larger than the rest) is dropped before it is
+            // kept, one copy per child of every cell.
+            let slim = watcher::watcher(api, config)
+                .default_backoff()
+                .modify(keep_only_identity);
+            reflector::reflector(writer, slim)
                 .for_each(move |event| {
                     match event {
                         Err(e) => {
@@ -394,6 +412,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_keeps_only_what_the_memo_reads() {
+        let mut obj: PartialObjectMeta<ConfigMap> = PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some("c".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some("42".into()),
+                labels: Some([("a".to_owned(), "b".to_owned())].into()),
+                managed_fields: Some(vec![Default::default()]),
+                ..ObjectMeta::default()
+            },
+            _phantom: std::marker::PhantomData,
+        };
+        keep_only_identity(&mut obj);
+        assert_eq!(
+            obj.metadata,
+            ObjectMeta {
+                name: Some("c".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some("42".into()),
+                ..ObjectMeta::default()
+            }
+        );
+    }
 
     fn verified(desired: u64, rv: &str, at: Instant) -> Verified {
         Verified {
