@@ -27,11 +27,9 @@ use tracing::Instrument;
 
 use super::apply::Applier;
 use super::conditions::merge;
-use super::playerservice::{
-    ChildError, announce, apply_child, floor, prune, requeue_after, trigger_metadata,
-};
+use super::playerservice::{ChildError, announce, apply_child, floor, prune, requeue_after};
 use super::status::apply_status;
-use super::{Context, Error, error_policy_backoff};
+use super::{Context, Error, error_policy_backoff, trigger_metadata};
 use crate::cell::tenancy::{
     COMPONENT_CELL_MATCHMAKER, CellIdentity, LABEL_CELL, shared_namespace_conflict,
     shared_services_namespace,

@@ -20,10 +20,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::runtime::{Controller, controller, controller::Action};
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::admin::Readiness;
@@ -208,6 +210,26 @@ fn is_established(crd: &CustomResourceDefinition) -> bool {
             cs.iter()
                 .any(|c| c.type_ == "Established" && c.status == "True")
         })
+}
+
+/// A metadata-only watch of every `K` in the cluster, used as a reconcile trigger (with the
+/// watcher's default backoff). `Api<PartialObjectMeta<K>>` makes metadata-only requests.
+pub(crate) fn trigger_metadata<K>(
+    client: Client,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(Api::<PartialObjectMeta<K>>::all(client), config)
+        .default_backoff()
+        .touched_objects()
 }
 
 /// Runs every controller until shutdown. Marks `readiness` once all caches are synced.

@@ -26,7 +26,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,7 +35,7 @@ use tracing::Instrument;
 use super::apply::{Applier, apply_namespaced};
 use super::conditions::{find, merge};
 use super::status::apply_status;
-use super::{Context, Error, error_policy_backoff};
+use super::{Context, Error, error_policy_backoff, trigger_metadata};
 use crate::cell::tenancy::LIMIT_RANGE_NAME;
 use crate::crds::conditions as cond;
 use crate::crds::gamecell::{CellTier, TenantSpec};
@@ -67,20 +67,6 @@ pub fn controller(client: Client, config: watcher::Config) -> Controller<PlayerS
         trigger_metadata::<GameCell>(client, watcher::Config::default()),
         move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
     )
-}
-
-/// A metadata-only watch of every `K` in the cluster, used as a reconcile trigger (with the
-/// watcher's default backoff). `Api<PartialObjectMeta<K>>` makes metadata-only requests.
-pub(crate) fn trigger_metadata<K>(
-    client: Client,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    watcher(Api::<PartialObjectMeta<K>>::all(client), config)
-        .default_backoff()
-        .touched_objects()
 }
 
 /// The services in `store` that name `cell`.

@@ -440,6 +440,13 @@ impl Session {
         }
     }
 
+    /// [`Session::execute`] within [`STATEMENT_TIMEOUT`].
+    async fn execute_bounded(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        tokio::time::timeout(STATEMENT_TIMEOUT, self.execute(sql))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
     async fn close(self) {
         let _ = match self {
             Self::Postgres(conn) => conn.close().await,
@@ -476,17 +483,12 @@ impl SqlAdmin {
         let plan = tenant_sql::plan(store.engine, cell_uid, tenants, &observed, removal);
         for statement in &plan.statements {
             tracing::debug!(store = %store.identifier, statement = %statement, "SQL");
-            let mut outcome =
-                tokio::time::timeout(STATEMENT_TIMEOUT, session.execute(statement.sql()))
-                    .await
-                    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+            let mut outcome = session.execute_bounded(statement.sql()).await;
             if statement.retry_on_creation_race()
                 && outcome.as_ref().is_err_and(is_unique_violation)
             {
                 // Lost a race with another session creating the same object: it exists now.
-                outcome = tokio::time::timeout(STATEMENT_TIMEOUT, session.execute(statement.sql()))
-                    .await
-                    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+                outcome = session.execute_bounded(statement.sql()).await;
             }
             outcome.map_err(|e| classify_sql(&e, Some(statement), secrets))?;
             self.writes.fetch_add(1, Ordering::Relaxed);
