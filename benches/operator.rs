@@ -1068,6 +1068,26 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    // Where the requests go: the largest (verb, resource) pairs, so a change that cuts requests
+    // can be aimed at, and checked against, the pair it targets.
+    let mut pairs: Vec<(&str, f64)> = conv
+        .0
+        .iter()
+        .filter_map(|(k, v)| {
+            let labels = k.strip_prefix("gamecell_operator_kube_requests_total{")?;
+            (*v > 0.0).then_some((labels.trim_end_matches('}'), *v))
+        })
+        .collect();
+    pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    say(format!(
+        "- Largest request kinds during convergence (per custom object): {}.",
+        pairs
+            .iter()
+            .take(14)
+            .map(|(labels, v)| format!("{{{labels}}} {v} ({:.2})", v / objects))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let cloud = conv.cloud_by_operation();
     say(format!(
         "- Cloud calls during convergence: {}.",

@@ -28,6 +28,13 @@
 //! cluster-wide, and in RBAC that grants reading every Secret's data, which the chart refuses to
 //! grant. Secrets keep the GET path.
 //!
+//! The same memo remembers prunes ([`can_skip_prune`], pure): a prune lists the children of one
+//! owner that match a selector and deletes those no longer desired. Only the operator creates
+//! children with its labels and an owner's controller reference, and it creates only desired
+//! ones, so a child to delete can appear only when the desired set shrinks: a prune whose kept
+//! set is the one of the last prune that completed (and younger than [`REVERIFY_AFTER`]) has
+//! nothing to find and sends no list. A restart empties the memo, so every owner is pruned once.
+//!
 //! One [`Applied`] serves one cluster (the one whose client the watches use); a cell placed in
 //! another cluster gets [`Applied::disabled`] until that cluster has watches of its own.
 
@@ -141,6 +148,68 @@ pub fn desired_hash<K: Serialize>(obj: &K) -> Result<u64, Error> {
     Ok(hasher.finish())
 }
 
+/// Identifies one prune: the kind, the namespace, the selector and the owner whose children it
+/// deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PruneKey {
+    /// `apiVersion/kind`, e.g. `autoscaling/v2/HorizontalPodAutoscaler`.
+    pub kind: String,
+    /// The namespace; `None` for cluster-scoped children.
+    pub namespace: Option<String>,
+    /// The label selector the prune lists with.
+    pub selector: String,
+    /// The UID of the owner whose children are pruned.
+    pub owner_uid: String,
+}
+
+impl PruneKey {
+    /// The key of a prune of `K` children.
+    #[must_use]
+    pub fn of<K: Resource<DynamicType = ()>>(
+        namespace: Option<&str>,
+        selector: &str,
+        owner_uid: &str,
+    ) -> Self {
+        Self {
+            kind: kind_key::<K>(),
+            namespace: namespace.map(str::to_owned),
+            selector: selector.to_owned(),
+            owner_uid: owner_uid.to_owned(),
+        }
+    }
+}
+
+/// The last prune of one key that completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pruned {
+    /// Hash of the names kept then (order does not matter).
+    pub kept: u64,
+    /// When.
+    pub at: Instant,
+}
+
+/// Hash of a set of names, the same in any order.
+#[must_use]
+pub fn kept_hash(keep: &[String]) -> u64 {
+    let mut names: Vec<&str> = keep.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut hasher = DefaultHasher::new();
+    names.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether a prune may be skipped (pure): only when the last completed prune of the same key kept
+/// the same names, recently. Every other case (first prune since start, a changed desired set, an
+/// old entry) lists the children.
+#[must_use]
+pub fn can_skip_prune(memo: Option<&Pruned>, kept: u64, now: Instant) -> bool {
+    memo.is_some_and(|m| m.kept == kept && now.saturating_duration_since(m.at) < REVERIFY_AFTER)
+}
+
+/// Beyond this many owners with remembered prunes, old entries (of owners long gone) are dropped.
+const PRUNED_SWEEP_ABOVE: usize = 4096;
+
 /// Health of one kind's watch.
 #[derive(Default)]
 struct Health {
@@ -171,6 +240,8 @@ struct Watched {
 }
 
 type Memo = Mutex<HashMap<Key, Verified>>;
+/// The last completed prunes, by the UID of the owner whose children they pruned.
+type PrunedMemo = Mutex<HashMap<String, HashMap<PruneKey, Pruned>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data is a cache: a panic elsewhere cannot leave it inconsistent in a way
@@ -182,6 +253,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Applied {
     memo: Arc<Memo>,
     watched: HashMap<String, Watched>,
+    /// The last completed prune of each key.
+    pruned: PrunedMemo,
     /// Counts reads sent and skipped.
     reads: Family<ChildReadLabels, Counter>,
 }
@@ -193,8 +266,60 @@ impl Applied {
         Self {
             memo: Arc::default(),
             watched: HashMap::new(),
+            pruned: Mutex::default(),
             reads: Family::default(),
         }
+    }
+
+    /// Whether the prune `key`, keeping `keep`, may be skipped (see [`can_skip_prune`]). Never
+    /// with the memo disabled.
+    #[must_use]
+    pub fn can_skip_prune(&self, key: &PruneKey, keep: &[String]) -> bool {
+        if self.watched.is_empty() {
+            return false;
+        }
+        can_skip_prune(
+            lock(&self.pruned)
+                .get(&key.owner_uid)
+                .and_then(|prunes| prunes.get(key)),
+            kept_hash(keep),
+            Instant::now(),
+        )
+    }
+
+    /// Forgets the prunes of the owners that control `child`, which is about to be written: a
+    /// write may create a child that a later prune of the same kept set must still find (an
+    /// apply that created it, then a failure before the prune that would have recorded the
+    /// larger set).
+    pub fn child_written(&self, child: &ObjectMeta) {
+        let owners = child.owner_references.iter().flatten();
+        let mut pruned = lock(&self.pruned);
+        for owner in owners.filter(|o| o.controller == Some(true)) {
+            pruned.remove(&owner.uid);
+        }
+    }
+
+    /// Records that the prune `key` completed, keeping `keep`.
+    pub fn record_prune(&self, key: PruneKey, keep: &[String]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut pruned = lock(&self.pruned);
+        if pruned.len() >= PRUNED_SWEEP_ABOVE {
+            pruned.retain(|_, prunes| {
+                prunes
+                    .values()
+                    .any(|p| now.saturating_duration_since(p.at) < REVERIFY_AFTER)
+            });
+        }
+        pruned.entry(key.owner_uid.clone()).or_default().insert(
+            key,
+            Pruned {
+                kept: kept_hash(keep),
+                at: now,
+            },
+        );
     }
 
     /// Whether the apply of `key` with a desired object hashing to `desired` may skip its read.
@@ -304,6 +429,7 @@ impl AppliedWatches {
             applied: Arc::new(Applied {
                 memo,
                 watched,
+                pruned: Mutex::default(),
                 reads: metrics.child_reads.clone(),
             }),
             run: futures::future::join_all(runs).map(|_| ()).boxed(),
@@ -412,6 +538,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     #[test]
     fn the_store_keeps_only_what_the_memo_reads() {
@@ -521,6 +648,7 @@ mod tests {
         let applied = Applied {
             memo: Arc::default(),
             watched,
+            pruned: Mutex::default(),
             reads: Family::default(),
         };
         (applied, health)
@@ -580,5 +708,83 @@ mod tests {
             "a kind without a watch is never memoised"
         );
         assert!(!applied.can_skip(&key, 1));
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_prune_is_skipped_only_while_the_kept_set_is_the_last_completed_one() {
+        let now = Instant::now();
+        let kept = kept_hash(&names(&["a", "b"]));
+        assert_eq!(
+            kept,
+            kept_hash(&names(&["b", "a"])),
+            "order does not matter"
+        );
+        assert!(!can_skip_prune(None, kept, now), "first prune since start");
+        let memo = Pruned { kept, at: now };
+        assert!(can_skip_prune(Some(&memo), kept, now));
+        assert!(
+            !can_skip_prune(Some(&memo), kept_hash(&names(&["a"])), now),
+            "the desired set shrank: something may be left to delete"
+        );
+        assert!(!can_skip_prune(Some(&memo), kept, now + REVERIFY_AFTER));
+    }
+
+    #[test]
+    fn prunes_are_remembered_per_owner_and_never_with_the_memo_disabled() {
+        let (applied, _) = watching_config_maps(Arc::default());
+        let hpa = PruneKey::of::<HorizontalPodAutoscaler>(Some("ns"), "pool=a", "uid-1");
+        let keep = names(&["a-hpa"]);
+        assert!(!applied.can_skip_prune(&hpa, &keep));
+        applied.record_prune(hpa.clone(), &keep);
+        assert!(applied.can_skip_prune(&hpa, &keep));
+        assert!(!applied.can_skip_prune(&hpa, &[]));
+        let other_owner = PruneKey::of::<HorizontalPodAutoscaler>(Some("ns"), "pool=a", "uid-2");
+        assert!(!applied.can_skip_prune(&other_owner, &keep));
+        let other_kind = PruneKey::of::<Deployment>(Some("ns"), "pool=a", "uid-1");
+        assert!(!applied.can_skip_prune(&other_kind, &keep));
+
+        let disabled = Applied::disabled();
+        disabled.record_prune(hpa.clone(), &keep);
+        assert!(!disabled.can_skip_prune(&hpa, &keep));
+    }
+
+    fn controlled_by(uid: &str, controller: Option<bool>) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                api_version: "gamecell.dev/v1alpha1".into(),
+                kind: "MatchmakingPool".into(),
+                name: "a".into(),
+                uid: uid.into(),
+                controller,
+                ..OwnerReference::default()
+            }]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn writing_a_child_forgets_the_prunes_of_its_controller_only() {
+        let (applied, _) = watching_config_maps(Arc::default());
+        let keep = names(&["a"]);
+        let mine = PruneKey::of::<Deployment>(Some("ns"), "pool=a", "uid-1");
+        let theirs = PruneKey::of::<Deployment>(Some("ns"), "pool=b", "uid-2");
+        applied.record_prune(mine.clone(), &keep);
+        applied.record_prune(theirs.clone(), &keep);
+
+        applied.child_written(&controlled_by("uid-1", None));
+        assert!(
+            applied.can_skip_prune(&mine, &keep),
+            "an owner reference that is not the controller's changes nothing"
+        );
+        applied.child_written(&controlled_by("uid-1", Some(true)));
+        assert!(
+            !applied.can_skip_prune(&mine, &keep),
+            "a child written since: the next prune lists"
+        );
+        assert!(applied.can_skip_prune(&theirs, &keep));
     }
 }

@@ -125,6 +125,8 @@ where
         map.insert("apiVersion".into(), K::api_version(&()).into());
         map.insert("kind".into(), K::kind(&()).into());
     }
+    // Before the write: a write that fails may still have created the child.
+    applied.child_written(obj.meta());
     let written = api
         .patch(
             &name,

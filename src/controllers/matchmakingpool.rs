@@ -198,9 +198,9 @@ async fn deploy(
         .iter()
         .filter_map(|i| i.autoscaler.as_ref().map(ResourceExt::name_any))
         .collect();
-    prune::<Deployment>(&client, namespace, &selector, &deployments, &owner.uid).await?;
-    prune::<Service>(&client, namespace, &selector, &deployments, &owner.uid).await?;
-    prune::<HorizontalPodAutoscaler>(&client, namespace, &selector, &autoscalers, &owner.uid)
+    prune::<Deployment>(&applier, namespace, &selector, &deployments, &owner.uid).await?;
+    prune::<Service>(&applier, namespace, &selector, &deployments, &owner.uid).await?;
+    prune::<HorizontalPodAutoscaler>(&applier, namespace, &selector, &autoscalers, &owner.uid)
         .await?;
 
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
@@ -232,7 +232,8 @@ async fn served_by_cell(
     tenant: &TenantSpec,
     ctx: &Context,
 ) -> Result<(Outcome, Option<i32>), Error> {
-    let client = ctx.placement.client_for(cell);
+    let applier = ctx.placement.applier_for(cell);
+    let client = applier.client().clone();
     let cell_name = cell.name_any();
     let config = match matchmaker::queue_config(pool, cell, tenant)
         .and_then(|c| check_image(&cell_name, &cell.spec, DEFAULT_MATCHMAKER_IMAGE).map(|()| c))
@@ -244,9 +245,9 @@ async fn served_by_cell(
     // The per-pool matchmaker of before (same pool, same UID), if any.
     let namespace = owner.namespace.as_str();
     let selector = format!("{LABEL_POOL}={}", owner.name);
-    prune::<Deployment>(&client, namespace, &selector, &[], &owner.uid).await?;
-    prune::<Service>(&client, namespace, &selector, &[], &owner.uid).await?;
-    prune::<HorizontalPodAutoscaler>(&client, namespace, &selector, &[], &owner.uid).await?;
+    prune::<Deployment>(&applier, namespace, &selector, &[], &owner.uid).await?;
+    prune::<Service>(&applier, namespace, &selector, &[], &owner.uid).await?;
+    prune::<HorizontalPodAutoscaler>(&applier, namespace, &selector, &[], &owner.uid).await?;
     let old_config = bounded_name(&[&owner.name, "mm", "config"]);
     super::cell_matchmaker::delete_owned::<ConfigMap>(&client, namespace, &old_config, &owner.uid)
         .await?;

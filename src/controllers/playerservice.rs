@@ -32,6 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use super::applied::PruneKey;
 use super::apply::{Applier, apply_namespaced};
 use super::conditions::{find, merge};
 use super::status::apply_status;
@@ -179,7 +180,7 @@ async fn deploy(
         .map(ResourceExt::name_any)
         .collect();
     prune::<HorizontalPodAutoscaler>(
-        &client,
+        &applier,
         namespace,
         &format!("{LABEL_PLAYER_SERVICE}={}", owner.name),
         &keep,
@@ -321,8 +322,11 @@ where
 /// Deletes the objects of kind `K` in `namespace` that match `selector`, are controlled by the
 /// owner with `owner_uid` and are not named in `keep`: children left over when the desired set
 /// shrank. An object someone else controls is never touched.
+///
+/// A prune that keeps what the last completed one of the same owner kept sends nothing (see
+/// `applied`: no one else creates such children, so nothing new can be left over).
 pub(crate) async fn prune<K>(
-    client: &Client,
+    applier: &Applier,
     namespace: &str,
     selector: &str,
     keep: &[String],
@@ -334,7 +338,11 @@ where
         + DeserializeOwned
         + Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let memo_key = PruneKey::of::<K>(Some(namespace), selector, owner_uid);
+    if applier.applied().can_skip_prune(&memo_key, keep) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(applier.client().clone(), namespace);
     let selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{selector}");
     for item in api
         .list_metadata(&ListParams::default().labels(&selector))
@@ -356,6 +364,7 @@ where
             Err(e) => return Err(e.into()),
         }
     }
+    applier.applied().record_prune(memo_key, keep);
     Ok(())
 }
 
