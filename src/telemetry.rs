@@ -153,6 +153,14 @@ pub struct CloudCallLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the GameCell pass counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CellPassLabels {
+    /// `full` (the cloud, the tenants' objects, the Secrets and the status) or `light` (the
+    /// services and the status only, within the resync interval of a settled full pass).
+    pub pass: &'static str,
+}
+
 /// Labels of the child-read counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChildReadLabels {
@@ -181,6 +189,8 @@ pub struct Metrics {
     pub cloud_calls: Family<CloudCallLabels, Counter>,
     /// Reads of a child by the apply step, sent or skipped.
     pub child_reads: Family<ChildReadLabels, Counter>,
+    /// GameCell reconciles by pass: `full` or `light` (see `controllers::settled`).
+    pub cell_passes: Family<CellPassLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -206,6 +216,12 @@ impl Metrics {
         let kube_requests = Family::<RequestLabels, Counter>::default();
         let cloud_calls = Family::<CloudCallLabels, Counter>::default();
         let child_reads = Family::<ChildReadLabels, Counter>::default();
+        let cell_passes = Family::<CellPassLabels, Counter>::default();
+        registry.register(
+            "cell_passes",
+            "GameCell reconciles by pass: full, or light (services and status only, within the resync interval of a settled full pass of the same generation)",
+            cell_passes.clone(),
+        );
         registry.register(
             "child_reads",
             "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified) or unwatched (a kind read every time)",
@@ -252,6 +268,7 @@ impl Metrics {
             kube_requests,
             cloud_calls,
             child_reads,
+            cell_passes,
         }
     }
 

@@ -171,6 +171,13 @@ fn build_tenant(cell: CellIdentity<'_>, spec: &GameCellSpec, tenant: &TenantSpec
     }
 }
 
+/// The LimitRange the GameCell controller writes in `tenant`'s namespace on a Shared cell: what a
+/// workload of that tenant is defaulted to, known without reading it back.
+#[must_use]
+pub fn shared_tenant_limit_range(cell: CellIdentity<'_>, tenant: &TenantSpec) -> LimitRange {
+    limit_range(cell, tenant)
+}
+
 /// The controller owner reference to the GameCell. The GameCell is cluster-scoped, so it may own
 /// both cluster-scoped objects (Namespaces) and namespaced ones; deleting the cell lets the
 /// garbage collector delete them, and `blockOwnerDeletion` keeps a foreground deletion of the

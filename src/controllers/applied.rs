@@ -210,6 +210,10 @@ pub fn can_skip_prune(memo: Option<&Pruned>, kept: u64, now: Instant) -> bool {
 /// Beyond this many owners with remembered prunes, old entries (of owners long gone) are dropped.
 const PRUNED_SWEEP_ABOVE: usize = 4096;
 
+/// Above this many unwatched children (connection Secrets: a few per tenant), entries older than
+/// [`REVERIFY_AFTER`] (those of deleted cells) are swept before the next is recorded.
+const UNWATCHED_SWEEP_ABOVE: usize = 65_536;
+
 /// Health of one kind's watch.
 #[derive(Default)]
 struct Health {
@@ -253,6 +257,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Applied {
     memo: Arc<Memo>,
     watched: HashMap<String, Watched>,
+    /// The resourceVersion each unwatched child (a Secret) had when this process last read or
+    /// wrote it, and when: see [`Applied::last_version`].
+    unwatched: Mutex<HashMap<Key, (String, Instant)>>,
     /// The last completed prune of each key.
     pruned: PrunedMemo,
     /// Counts reads sent and skipped.
@@ -266,6 +273,7 @@ impl Applied {
         Self {
             memo: Arc::default(),
             watched: HashMap::new(),
+            unwatched: Mutex::default(),
             pruned: Mutex::default(),
             reads: Family::default(),
         }
@@ -350,6 +358,7 @@ impl Applied {
     /// object hashing to `desired`. Nothing is recorded for a kind without a watch.
     pub fn record(&self, key: Key, desired: u64, resource_version: Option<String>) {
         if !self.watched.contains_key(&key.kind) {
+            self.record_unwatched(key, resource_version);
             return;
         }
         let mut memo = lock(&self.memo);
@@ -370,9 +379,39 @@ impl Applied {
         }
     }
 
+    fn record_unwatched(&self, key: Key, resource_version: Option<String>) {
+        let now = Instant::now();
+        let mut unwatched = lock(&self.unwatched);
+        if unwatched.len() >= UNWATCHED_SWEEP_ABOVE {
+            unwatched.retain(|_, (_, at)| now.saturating_duration_since(*at) < REVERIFY_AFTER);
+        }
+        match resource_version {
+            Some(version) => {
+                unwatched.insert(key, (version, now));
+            }
+            None => {
+                unwatched.remove(&key);
+            }
+        }
+    }
+
+    /// The resourceVersion an unwatched child (a connection Secret) had when this process last
+    /// read or wrote it, if that was less than [`REVERIFY_AFTER`] ago: how a PlayerService learns
+    /// the version of the Secrets it binds without a GET of each at every reconcile. The GameCell
+    /// controller reads or writes each of its Secrets at every full pass (at least once per
+    /// resync), so the version is at most a resync old, and a Secret changed behind the
+    /// operator's back is put back, at a new version, at that pass (which wakes the services).
+    #[must_use]
+    pub fn last_version(&self, key: &Key) -> Option<String> {
+        let unwatched = lock(&self.unwatched);
+        let (version, at) = unwatched.get(key)?;
+        (Instant::now().saturating_duration_since(*at) < REVERIFY_AFTER).then(|| version.clone())
+    }
+
     /// Forgets the child `key` (it was deleted).
     pub fn forget(&self, key: &Key) {
         lock(&self.memo).remove(key);
+        lock(&self.unwatched).remove(key);
     }
 
     /// Number of children in the memo (for tests and debugging).
@@ -429,6 +468,7 @@ impl AppliedWatches {
             applied: Arc::new(Applied {
                 memo,
                 watched,
+                unwatched: Mutex::default(),
                 pruned: Mutex::default(),
                 reads: metrics.child_reads.clone(),
             }),
@@ -648,10 +688,40 @@ mod tests {
         let applied = Applied {
             memo: Arc::default(),
             watched,
+            unwatched: Mutex::default(),
             pruned: Mutex::default(),
             reads: Family::default(),
         };
         (applied, health)
+    }
+
+    #[test]
+    fn an_unwatched_child_is_always_read_but_its_last_version_is_known() {
+        let (applied, _health) = watching_config_maps(Arc::new(Mutex::new(HashMap::new())));
+        let secret = Key {
+            kind: "v1/Secret".to_owned(),
+            namespace: Some("t1".to_owned()),
+            name: "gamecell-sql".to_owned(),
+        };
+        assert_eq!(applied.last_version(&secret), None);
+        applied.record(secret.clone(), 7, Some("41".to_owned()));
+        assert!(
+            !applied.can_skip(&secret, 7),
+            "Secrets are never watched: always read"
+        );
+        assert_eq!(applied.last_version(&secret).as_deref(), Some("41"));
+        applied.record(secret.clone(), 8, Some("42".to_owned()));
+        assert_eq!(applied.last_version(&secret).as_deref(), Some("42"));
+        let other = Key {
+            namespace: Some("t2".to_owned()),
+            ..secret.clone()
+        };
+        assert_eq!(applied.last_version(&other), None);
+        applied.forget(&secret);
+        assert_eq!(applied.last_version(&secret), None);
+        applied.record(secret.clone(), 8, Some("43".to_owned()));
+        applied.record(secret.clone(), 8, None);
+        assert_eq!(applied.last_version(&secret), None);
     }
 
     #[test]

@@ -16,6 +16,26 @@ use serde_json::Value;
 use super::applied::{Applied, Key, desired_hash};
 use super::{Error, FIELD_MANAGER};
 
+/// A namespaced object the apply step can write: what every tenant child, workload object and
+/// connection Secret is.
+pub trait NamespacedChild:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+{
+}
+
+impl<K> NamespacedChild for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+{
+}
+
 /// A cluster's client with the applied memo of that cluster: what the apply functions write with.
 #[derive(Clone)]
 pub struct Applier {
@@ -28,6 +48,21 @@ impl Applier {
     #[must_use]
     pub fn new(client: Client, applied: Arc<Applied>) -> Self {
         Self { client, applied }
+    }
+
+    /// The resourceVersion of the unwatched child `name` (a Secret) in `namespace` when this
+    /// applier last read or wrote it (see [`Applied::last_version`]).
+    #[must_use]
+    pub fn last_version<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
+        self.applied.last_version(&Key {
+            kind: format!("{}/{}", K::api_version(&()), K::kind(&())),
+            namespace: Some(namespace.to_owned()),
+            name: name.to_owned(),
+        })
     }
 
     /// Applies with `client`, reading every child first (no memo).
@@ -77,14 +112,31 @@ fn needs_apply<K: Serialize>(desired: &K, current: Option<&K>) -> Result<bool, E
 ///
 /// # Errors
 /// When the API server refuses the read or the patch.
-pub async fn apply_namespaced<K>(applier: &Applier, obj: &K) -> Result<bool, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
-{
+pub async fn apply_namespaced<K: NamespacedChild>(
+    applier: &Applier,
+    obj: &K,
+) -> Result<bool, Error> {
+    Ok(apply_namespaced_seen(applier, obj).await?.written)
+}
+
+/// What one apply did, and the object as the API server returned it, if the apply step read or
+/// wrote it (not when the memo let it skip the read).
+pub struct Seen<K> {
+    /// Whether it wrote.
+    pub written: bool,
+    /// The object as read or written, status included.
+    pub object: Option<K>,
+}
+
+/// [`apply_namespaced`], keeping the object it read or wrote: a caller that needs the child's
+/// status (a Deployment's rollout) then reads it only when the apply step did not.
+///
+/// # Errors
+/// When the API server refuses the read or the patch.
+pub async fn apply_namespaced_seen<K: NamespacedChild>(
+    applier: &Applier,
+    obj: &K,
+) -> Result<Seen<K>, Error> {
     let namespace = obj
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -101,24 +153,34 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
     let api: Api<K> = Api::all(applier.client.clone());
-    apply_with(&api, &applier.applied, obj).await
+    Ok(apply_with(&api, &applier.applied, obj).await?.written)
 }
 
-async fn apply_with<K>(api: &Api<K>, applied: &Applied, obj: &K) -> Result<bool, Error>
+async fn apply_with<K>(api: &Api<K>, applied: &Applied, obj: &K) -> Result<Seen<K>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
     let key = Key::of(obj);
     let hash = desired_hash(obj)?;
     if applied.can_skip(&key, hash) {
-        return Ok(false);
+        return Ok(Seen {
+            written: false,
+            object: None,
+        });
     }
     let name = obj.name_any();
     let current = api.get_opt(&name).await?;
     if !needs_apply(obj, current.as_ref())? {
         // Verified unchanged at this resourceVersion.
-        applied.record(key, hash, current.and_then(|c| c.resource_version()));
-        return Ok(false);
+        applied.record(
+            key,
+            hash,
+            current.as_ref().and_then(ResourceExt::resource_version),
+        );
+        return Ok(Seen {
+            written: false,
+            object: current,
+        });
     }
     let mut body = serde_json::to_value(obj).map_err(Error::Serialize)?;
     if let Value::Object(map) = &mut body {
@@ -142,7 +204,10 @@ where
     } else {
         applied.record(key, hash, written.resource_version());
     }
-    Ok(true)
+    Ok(Seen {
+        written: true,
+        object: Some(written),
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! by deterministic identifier before any create, so a lost response never duplicates), the
 //! connection Secrets, then status. Cloud failures never escape as errors: they become
 //! conditions, with per-object backoff for transient ones and a slow trickle for permanent ones.
+//!
+//! A reconcile that only the cell's services can have woken (same generation, within the resync
+//! interval of a settled full pass) is a light pass: the services and the status, nothing of the
+//! cloud or the tenants' objects (`controllers::settled`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +48,7 @@ use crate::crds::conditions as cond;
 use crate::crds::gamecell::{DataStoreStatus, DeletionPolicy, GameCellStatus};
 use crate::crds::{GameCell, GameCellSpec, MatchmakingPool, PlayerService};
 use crate::sqlstore::{TenantDatabasesOutcome, ensure_tenant_databases};
+use crate::telemetry::CellPassLabels;
 use crate::workload::summary::{planned_players, services_summary};
 
 /// The finalizer that keeps a GameCell until its cloud resources are dealt with.
@@ -579,6 +584,27 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     // status alike.
     let (bound_services, bound_pools) = bound_to(ctx, cell).await?;
 
+    // 0. Within the resync interval of a settled full pass of this generation, what woke the
+    //    cell can only be its services: a light pass (`controllers::settled`).
+    let started = Instant::now();
+    if let Some((settled, left)) =
+        ctx.settled
+            .light_pass(&uid, generation, started, ctx.timings.resync)
+    {
+        count_pass(ctx, "light");
+        let mut outcome = settled;
+        // A Shared cell's matchmaker serves its pools, whose queues may be what changed.
+        let identity = CellIdentity {
+            name: &name,
+            uid: &uid,
+        };
+        let applier = ctx.placement.applier_for(cell);
+        super::cell_matchmaker::apply(&applier, cell, identity, &bound_pools).await?;
+        publish_status(ctx, cell, &mut outcome, &bound_services, &bound_pools).await?;
+        return Ok(Action::requeue(left));
+    }
+    count_pass(ctx, "full");
+
     // 1. Policy: a non-compliant spec creates nothing.
     outcome.violations = spec_violations(spec);
     // 2. The customer's cluster, in the customer's account.
@@ -730,7 +756,9 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         .await?;
         record_tenant_databases(&mut outcome, tenant_sql.as_ref());
 
-        // 6. Connection Secrets in each tenant's namespace, for the stores that exist.
+        // 6. Connection Secrets in each tenant's namespace, for the stores that exist. The
+        //    services of a namespace whose Secrets changed are woken: they roll their pods to
+        //    the new version, or stop waiting for a Secret that was missing.
         for tenant in &spec.tenants {
             let password = tenant_sql
                 .as_ref()
@@ -738,22 +766,20 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
                 .map(String::as_str);
             let data =
                 with_sql_password(connection_data(spec, tenant, &desired, &observed), password);
+            let mut wrote = false;
             for (store, data) in data {
                 let secret = connection_secret(identity, &tenant.namespace, store, data);
-                apply_namespaced(&applier, &secret).await?;
+                wrote |= apply_namespaced(&applier, &secret).await?;
+            }
+            if wrote {
+                ctx.wakeups.wake_in(&tenant.namespace, &bound_services);
             }
         }
     }
 
     // 7. Status, Events on transitions, and when to look again.
-    let (services, over_capacity) = observe_services(cell, &bound_services, &bound_pools);
-    outcome.services = services;
-    outcome.over_capacity = over_capacity;
-    let now = Time(Timestamp::now());
-    let status = cell_status(spec, previous, generation, &outcome, &now);
-    announce_transitions(ctx, cell, previous, &status).await;
-    let api: Api<GameCell> = Api::all(ctx.client.clone());
-    apply_status(&api, cell, previous, &status).await?;
+    publish_status(ctx, cell, &mut outcome, &bound_services, &bound_pools).await?;
+    ctx.settled.record(&uid, generation, &outcome, started);
 
     Ok(if outcome.transient.is_some() {
         Action::requeue(ctx.backoff.next_delay(&key))
@@ -767,6 +793,40 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             Action::requeue(ctx.timings.provisioning_poll)
         }
     })
+}
+
+/// The status of `cell` from `outcome` and the services bound to it, with Events on its
+/// transitions; written only if it changed.
+async fn publish_status(
+    ctx: &Context,
+    cell: &GameCell,
+    outcome: &mut Outcome,
+    bound_services: &[PlayerService],
+    bound_pools: &[MatchmakingPool],
+) -> Result<(), Error> {
+    let previous = cell.status.as_ref();
+    let (services, over_capacity) = observe_services(cell, bound_services, bound_pools);
+    outcome.services = services;
+    outcome.over_capacity = over_capacity;
+    let now = Time(Timestamp::now());
+    let status = cell_status(
+        &cell.spec,
+        previous,
+        cell.metadata.generation,
+        outcome,
+        &now,
+    );
+    announce_transitions(ctx, cell, previous, &status).await;
+    let api: Api<GameCell> = Api::all(ctx.client.clone());
+    apply_status(&api, cell, previous, &status).await?;
+    Ok(())
+}
+
+fn count_pass(ctx: &Context, pass: &'static str) {
+    ctx.metrics
+        .cell_passes
+        .get_or_create(&CellPassLabels { pass })
+        .inc();
 }
 
 /// Deals with a resource the spec no longer asks for. Returns its status while the cloud is
@@ -988,6 +1048,7 @@ async fn crd_is_being_deleted(client: &Client) -> Result<bool, Error> {
 async fn cleanup(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     let name = cell.name_any();
     let uid = cell.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    ctx.settled.forget(&uid);
     let spec = &cell.spec;
     // Deleting the CRD deletes every GameCell: that is never a decision to delete databases.
     if crd_is_being_deleted(&ctx.client).await? {

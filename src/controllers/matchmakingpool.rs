@@ -27,9 +27,12 @@ use tracing::Instrument;
 
 use super::apply::Applier;
 use super::conditions::merge;
-use super::playerservice::{ChildError, announce, apply_child, floor, prune, requeue_after};
+use super::playerservice::{
+    ChildError, announce, apply_child, apply_child_seen, floor, prune, requeue_after,
+};
 use super::status::apply_status;
-use super::{Context, Error, error_policy_backoff, trigger_metadata};
+use super::triggers::{controller_of, metadata_changes, metadata_touched};
+use super::{Context, Error, error_policy_backoff};
 use crate::cell::tenancy::{
     COMPONENT_CELL_MATCHMAKER, CellIdentity, LABEL_CELL, shared_namespace_conflict,
     shared_services_namespace,
@@ -66,13 +69,13 @@ pub fn controller(client: Client, config: watcher::Config) -> Controller<Matchma
     let cell_matchmakers = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_CELL_MATCHMAKER}"
     ));
-    let controller = Controller::new(Api::<MatchmakingPool>::all(client.clone()), config)
-        .owns_stream(trigger_metadata::<Deployment>(client.clone(), children));
+    let controller = controller_of(Api::<MatchmakingPool>::all(client.clone()), config)
+        .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
     let store = controller.store();
     let served = store.clone();
     controller
         .watches_stream(
-            trigger_metadata::<Deployment>(client.clone(), cell_matchmakers),
+            metadata_touched::<Deployment>(client.clone(), cell_matchmakers),
             move |d: PartialObjectMeta<Deployment>| {
                 d.labels()
                     .get(LABEL_CELL)
@@ -81,7 +84,7 @@ pub fn controller(client: Client, config: watcher::Config) -> Controller<Matchma
             },
         )
         .watches_stream(
-            trigger_metadata::<GameCell>(client, watcher::Config::default()),
+            metadata_changes::<GameCell>(client, watcher::Config::default()),
             move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
         )
 }
@@ -141,10 +144,16 @@ async fn reconcile_pool(pool: &MatchmakingPool, ctx: &Context) -> Result<Action,
     Ok(requeue_after(ctx, &outcome))
 }
 
-async fn apply_objects(applier: &Applier, objects: &PoolObjects) -> Result<(), ChildError> {
+/// Applies the pool's objects; returns each instance's Deployment as the apply step saw it
+/// (`None` where its read was skipped).
+async fn apply_objects(
+    applier: &Applier,
+    objects: &PoolObjects,
+) -> Result<Vec<Option<Deployment>>, ChildError> {
     apply_child(applier, &objects.config_map).await?;
+    let mut deployments = Vec::with_capacity(objects.instances.len());
     for instance in &objects.instances {
-        apply_child(applier, &instance.deployment).await?;
+        deployments.push(apply_child_seen(applier, &instance.deployment).await?);
         apply_child(applier, &instance.service).await?;
         if let Some(hpa) = &instance.autoscaler {
             apply_child(applier, hpa).await?;
@@ -153,7 +162,7 @@ async fn apply_objects(applier: &Applier, objects: &PoolObjects) -> Result<(), C
     if let Some(policy) = &objects.network_policy {
         apply_child(applier, policy).await?;
     }
-    Ok(())
+    Ok(deployments)
 }
 
 async fn deploy(
@@ -180,11 +189,11 @@ async fn deploy(
         Ok(objects) => objects,
         Err(refusal) => return Ok((Outcome::Refused(refusal), None)),
     };
-    match apply_objects(&applier, &objects).await {
-        Ok(()) => {}
+    let seen = match apply_objects(&applier, &objects).await {
+        Ok(seen) => seen,
         Err(ChildError::Rejected(refusal)) => return Ok((Outcome::Refused(refusal), None)),
         Err(ChildError::Failed(e)) => return Err(e),
-    }
+    };
 
     // Matchmakers of regions the pool no longer lists, and autoscalers it no longer wants.
     let selector = format!("{LABEL_POOL}={}", owner.name);
@@ -205,8 +214,12 @@ async fn deploy(
 
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let mut rollouts: Vec<Rollout> = Vec::new();
-    for instance in &objects.instances {
-        let current = api.get_opt(&instance.deployment.name_any()).await?;
+    for (instance, seen) in objects.instances.iter().zip(seen) {
+        // As the apply step saw it, or read now if its read was skipped.
+        let current = match seen {
+            Some(deployment) => Some(deployment),
+            None => api.get_opt(&instance.deployment.name_any()).await?,
+        };
         rollouts.push(rollout::observe(
             current.as_ref(),
             floor(instance.autoscaler.as_ref()),

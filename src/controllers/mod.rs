@@ -13,19 +13,18 @@ pub mod gamecell;
 pub mod matchmakingpool;
 pub mod placement;
 pub mod playerservice;
+pub mod settled;
 pub mod status;
+pub mod triggers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, controller, controller::Action};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
-use serde::de::DeserializeOwned;
+use kube::runtime::{controller, controller::Action, watcher};
+use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::admin::Readiness;
@@ -37,6 +36,8 @@ use apply::Applier;
 use backoff::Backoff;
 use kube::runtime::reflector::{ObjectRef, Store};
 use placement::Placement;
+use settled::SettledPasses;
+use triggers::ServiceWakeups;
 
 /// The field manager of every write the operator makes (server-side apply).
 pub const FIELD_MANAGER: &str = "gamecell-operator";
@@ -62,6 +63,10 @@ pub struct Context {
     pub services: Store<PlayerService>,
     /// Every MatchmakingPool, likewise.
     pub pools: Store<MatchmakingPool>,
+    /// Wakes the services of a namespace whose connection Secrets the GameCell controller wrote.
+    pub wakeups: ServiceWakeups,
+    /// The last settled full pass of each cell, for light passes.
+    pub settled: SettledPasses,
     /// True once every watch cache has its first full listing. Reconciles wait on this rather
     /// than on `Store::wait_until_ready`, whose one-shot readiness wakes only one of several
     /// concurrent waiters (a reconcile started before the caches synced hung forever).
@@ -212,26 +217,6 @@ fn is_established(crd: &CustomResourceDefinition) -> bool {
         })
 }
 
-/// A metadata-only watch of every `K` in the cluster, used as a reconcile trigger (with the
-/// watcher's default backoff). `Api<PartialObjectMeta<K>>` makes metadata-only requests.
-pub(crate) fn trigger_metadata<K>(
-    client: Client,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    watcher(Api::<PartialObjectMeta<K>>::all(client), config)
-        .default_backoff()
-        .touched_objects()
-}
-
 /// Runs every controller until shutdown. Marks `readiness` once all caches are synced.
 pub async fn run(
     client: Client,
@@ -249,7 +234,7 @@ pub async fn run(
 
     // A cell's status aggregates its services: any change to a PlayerService or MatchmakingPool
     // re-reconciles the cell it names.
-    let cells = Controller::new(Api::<GameCell>::all(client.clone()), config.clone())
+    let cells = triggers::controller_of(Api::<GameCell>::all(client.clone()), config.clone())
         .watches(
             Api::<PlayerService>::all(client.clone()),
             config.clone(),
@@ -262,7 +247,9 @@ pub async fn run(
         )
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+    let (wakeups, woken_services) = ServiceWakeups::new();
     let services = playerservice::controller(client.clone(), config.clone())
+        .reconcile_on(woken_services)
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
     let pools = matchmakingpool::controller(client.clone(), config)
@@ -292,6 +279,8 @@ pub async fn run(
         timings,
         services: services.store(),
         pools: pools.store(),
+        wakeups,
+        settled: SettledPasses::default(),
         caches_synced: synced_rx,
     });
     let stores = (cells.store(), services.store(), pools.store());

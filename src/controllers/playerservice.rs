@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{LimitRange, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams};
@@ -28,16 +28,16 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use super::applied::PruneKey;
-use super::apply::{Applier, apply_namespaced};
+use super::apply::{Applier, NamespacedChild, apply_namespaced_seen};
 use super::conditions::{find, merge};
 use super::status::apply_status;
-use super::{Context, Error, error_policy_backoff, trigger_metadata};
-use crate::cell::tenancy::LIMIT_RANGE_NAME;
+use super::triggers::{controller_of, metadata_changes, metadata_touched};
+use super::{Context, Error, error_policy_backoff};
+use crate::cell::tenancy::{CellIdentity, shared_tenant_limit_range};
 use crate::crds::conditions as cond;
 use crate::crds::gamecell::{CellTier, TenantSpec};
 use crate::crds::{GameCell, PlayerService, PlayerServiceStatus};
@@ -53,19 +53,21 @@ use crate::workload::status::{Outcome, POLICY_ADJUSTED, conditions};
 
 /// The PlayerService controller, with its watches: the Deployments it owns (selected by the
 /// operator's labels), so readiness follows the rollout, and GameCells, so a service created
-/// before its cell, or waiting for its cell's Secrets, is looked at again as soon as the cell
-/// changes. Both are triggers only, so they watch metadata: at 1,000 cells, full Deployments
-/// and cells parsed on every event cost the operator hundreds of MiB for nothing kept.
+/// before its cell, or bound to a cell whose spec changed or that is gone, is looked at again at
+/// once (a cell's status writes do not wake it: `triggers`). A service waiting for its cell's
+/// Secrets is woken by the GameCell controller when it writes them (`Context::wakeups`). The
+/// watches are triggers only, so they watch metadata: at 1,000 cells, full Deployments and cells
+/// parsed on every event cost the operator hundreds of MiB for nothing kept.
 #[must_use]
 pub fn controller(client: Client, config: watcher::Config) -> Controller<PlayerService> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_PLAYER_SERVICE}"
     ));
-    let controller = Controller::new(Api::<PlayerService>::all(client.clone()), config)
-        .owns_stream(trigger_metadata::<Deployment>(client.clone(), children));
+    let controller = controller_of(Api::<PlayerService>::all(client.clone()), config)
+        .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
     let store = controller.store();
     controller.watches_stream(
-        trigger_metadata::<GameCell>(client, watcher::Config::default()),
+        metadata_changes::<GameCell>(client, watcher::Config::default()),
         move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
     )
 }
@@ -135,13 +137,21 @@ async fn deploy(
     let applier = ctx.placement.applier_for(cell);
     let client = applier.client().clone();
     let namespace = owner.namespace.as_str();
+    // The defaults of the LimitRange the cell writes, from the same builder: the desired state
+    // follows from the desired state, with no read (an out-of-band edit of the LimitRange is
+    // the cell's to put right, not something to build on).
     let defaults = if cell.spec.tier == CellTier::Shared {
-        limit_range_defaults(&client, namespace).await?
+        let identity = CellIdentity {
+            name: &cell.name_any(),
+            uid: cell.metadata.uid.as_deref().unwrap_or_default(),
+        };
+        ContainerDefaults::from_limit_range(&shared_tenant_limit_range(identity, tenant))
+            .unwrap_or_else(ContainerDefaults::fallback)
     } else {
         ContainerDefaults::fallback()
     };
     let secrets = bound_secrets(&svc.spec.data_stores.clone().unwrap_or_default());
-    let versions = secret_versions(&client, namespace, &secrets).await?;
+    let versions = secret_versions(&applier, namespace, &secrets).await?;
     let objects = match service::build(
         svc,
         service::Inputs {
@@ -156,23 +166,23 @@ async fn deploy(
         Err(refusal) => return Ok(Outcome::Refused(refusal)),
     };
 
-    let applied: Result<(), ChildError> = async {
+    let applied: Result<Option<Deployment>, ChildError> = async {
         apply_child(&applier, &objects.service_account).await?;
         apply_child(&applier, &objects.config_map).await?;
-        apply_child(&applier, &objects.deployment).await?;
+        let deployment = apply_child_seen(&applier, &objects.deployment).await?;
         apply_child(&applier, &objects.service).await?;
         apply_child(&applier, &objects.disruption_budget).await?;
         if let Some(hpa) = &objects.autoscaler {
             apply_child(&applier, hpa).await?;
         }
-        Ok(())
+        Ok(deployment)
     }
     .await;
-    match applied {
-        Ok(()) => {}
+    let seen_deployment = match applied {
+        Ok(deployment) => deployment,
         Err(ChildError::Rejected(refusal)) => return Ok(Outcome::Refused(refusal)),
         Err(ChildError::Failed(e)) => return Err(e),
-    }
+    };
     // An autoscaler left from before `spec.autoscaling` was removed would fight `replicas`.
     let keep: Vec<String> = objects
         .autoscaler
@@ -188,8 +198,15 @@ async fn deploy(
     )
     .await?;
 
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let current = deployments.get_opt(&owner.name).await?;
+    // The rollout as the apply step saw the Deployment, or read now if its read was skipped.
+    let current = match seen_deployment {
+        Some(deployment) => Some(deployment),
+        None => {
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .get_opt(&owner.name)
+                .await?
+        }
+    };
     Ok(Outcome::Deployed {
         adjustments: objects.adjustments,
         rollout: rollout::observe(current.as_ref(), floor(objects.autoscaler.as_ref())),
@@ -253,32 +270,21 @@ pub(crate) fn requeue_after(ctx: &Context, outcome: &Outcome) -> Action {
     }
 }
 
-/// The tenant's LimitRange defaults, or the ones the GameCell controller writes when the
-/// LimitRange cannot be read yet.
-async fn limit_range_defaults(
-    client: &Client,
-    namespace: &str,
-) -> Result<ContainerDefaults, Error> {
-    let api: Api<LimitRange> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .get_opt(LIMIT_RANGE_NAME)
-        .await?
-        .as_ref()
-        .and_then(ContainerDefaults::from_limit_range)
-        .unwrap_or_else(ContainerDefaults::fallback))
-}
-
 /// The resource versions of the Secrets in `names` that exist. Metadata only: the operator
-/// never reads a connection Secret's values here.
+/// never reads a connection Secret's values here. A Secret the GameCell controller read or wrote
+/// recently is known at the version it saw (`Applier::last_version`), without a request; it
+/// wakes the services when it writes a new one.
 async fn secret_versions(
-    client: &Client,
+    applier: &Applier,
     namespace: &str,
     names: &[String],
 ) -> Result<BTreeMap<String, String>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let api: Api<Secret> = Api::namespaced(applier.client().clone(), namespace);
     let mut versions = BTreeMap::new();
     for name in names {
-        if let Some(meta) = api.get_metadata_opt(name).await? {
+        if let Some(version) = applier.last_version::<Secret>(namespace, name) {
+            versions.insert(name.clone(), version);
+        } else if let Some(meta) = api.get_metadata_opt(name).await? {
             versions.insert(name.clone(), meta.resource_version().unwrap_or_default());
         }
     }
@@ -294,16 +300,21 @@ pub(crate) enum ChildError {
 }
 
 /// Applies one child with server-side apply (skipped when it already matches).
-pub(crate) async fn apply_child<K>(applier: &Applier, obj: &K) -> Result<(), ChildError>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
-{
-    match apply_namespaced(applier, obj).await {
-        Ok(_) => Ok(()),
+pub(crate) async fn apply_child<K: NamespacedChild>(
+    applier: &Applier,
+    obj: &K,
+) -> Result<(), ChildError> {
+    apply_child_seen(applier, obj).await.map(|_| ())
+}
+
+/// [`apply_child`], returning the child as the apply step read or wrote it (`None` when its
+/// read was skipped).
+pub(crate) async fn apply_child_seen<K: NamespacedChild>(
+    applier: &Applier,
+    obj: &K,
+) -> Result<Option<K>, ChildError> {
+    match apply_namespaced_seen(applier, obj).await {
+        Ok(seen) => Ok(seen.object),
         Err(Error::Kube(kube::Error::Api(status))) if matches!(status.code, 400 | 403 | 422) => {
             Err(ChildError::Rejected(Refusal::new(
                 reasons::APPLY_REJECTED,

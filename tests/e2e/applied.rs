@@ -29,11 +29,13 @@ const BETA: &str = "ap-shared-beta";
 const MANAGED: &str = "app.kubernetes.io/managed-by=gamecell-operator";
 
 /// Kinds the operator reads only to decide whether to apply them: with the memo, a quiet resync
-/// sends them no GET at all. (Deployments, LimitRanges, Namespaces and ConfigMaps are also read
-/// for other reasons: a rollout's status, a LimitRange's defaults, a namespace's owner, the cell
-/// matchmaker's document; Secrets are never watched, see the module doc of `applied`.)
+/// sends them no GET at all. (Deployments, Namespaces and ConfigMaps are also read for other
+/// reasons: a rollout's status, a namespace's owner, the cell matchmaker's document; Secrets are
+/// never watched, see the module doc of `applied`. A LimitRange's defaults come from the builder
+/// the cell writes it with, not from a read.)
 const APPLY_ONLY: &[&str] = &[
     "resourcequotas",
+    "limitranges",
     "networkpolicies",
     "services",
     "serviceaccounts",
@@ -41,28 +43,34 @@ const APPLY_ONLY: &[&str] = &[
     "horizontalpodautoscalers",
 ];
 
+/// Kinds the PlayerService and MatchmakingPool controllers prune (list the owner's children,
+/// delete those no longer wanted): with the prune memo, a quiet resync lists none of them.
+const PRUNED: &[&str] = &["deployments", "services", "horizontalpodautoscalers"];
+
 /// The controllers, in this process, with a client that counts its requests in `metrics`.
 struct Operator {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     metrics: Arc<Metrics>,
+    cloud: Arc<FakeCloud>,
 }
 
 impl Operator {
-    async fn start() -> Self {
+    async fn start(resync: Duration) -> Self {
         let metrics = Arc::new(Metrics::new());
         let config = kube::Config::infer().await.expect("kubeconfig");
         let counted = metrics.counted_client(config).expect("client");
         let (stop, rx) = watch::channel(false);
         let readiness = Readiness::default();
         let timings = Timings {
-            resync: RESYNC,
+            resync,
             provisioning_poll: Duration::from_millis(500),
             ..Timings::default()
         };
+        let cloud = Arc::new(FakeCloud::new());
         let task = tokio::spawn(controllers::run(
             counted,
-            Arc::new(FakeCloud::new()),
+            cloud.clone(),
             timings,
             metrics.clone(),
             readiness.clone(),
@@ -85,6 +93,7 @@ impl Operator {
             stop,
             task: Some(task),
             metrics,
+            cloud,
         }
     }
 
@@ -231,13 +240,9 @@ async fn wait_quiet(operator: &Operator, quiet: Duration) {
     }
 }
 
-#[tokio::test]
-async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
-    let client = client().await;
-    install_crds(&client).await;
-    let operator = Operator::start().await;
-    cleanup(&client).await;
-
+/// Applies the Shared cell, a PlayerService and a MatchmakingPool, and waits until all three are
+/// Ready.
+async fn converge(client: &Client) {
     let cells: Api<GameCell> = Api::all(client.clone());
     apply(
         &cells,
@@ -289,6 +294,16 @@ async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
         ready(&pools, "arena")
     })
     .await;
+}
+
+#[tokio::test]
+async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
+    let client = client().await;
+    install_crds(&client).await;
+    let operator = Operator::start(RESYNC).await;
+    cleanup(&client).await;
+
+    converge(&client).await;
     wait_quiet(&operator, RESYNC * 3).await;
 
     // A quiet window of several resyncs of every object: no write, and no child read back.
@@ -327,6 +342,18 @@ async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
         assert!(
             !quiet.contains_key(&key),
             "GETs of {resource} while quiet: {gets:#?}"
+        );
+    }
+    // The prune memo: the prunes of the service's and the pool's children, whose kept sets
+    // did not change, list nothing.
+    for resource in PRUNED {
+        let key = format!(
+            "gamecell_operator_kube_requests_total{{verb=\"list\",resource=\"{resource}\"}}"
+        );
+        assert!(
+            !quiet.contains_key(&key),
+            "lists of {resource} while quiet: {:#?}",
+            requests(&quiet, &["list"])
         );
     }
 
@@ -408,6 +435,127 @@ async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
         0.0,
         "the repaired children are verified again and their reads skipped: {again:#?}"
     );
+
+    cleanup(&client).await;
+    operator.stop().await;
+}
+
+/// Reconciles of `kind` in a counters delta.
+fn reconciles(delta: &BTreeMap<String, f64>, kind: &str) -> f64 {
+    sum_matching(
+        delta,
+        &format!("gamecell_operator_reconciles_total{{kind=\"{kind}\""),
+    )
+}
+
+/// What wakes a reconcile (src/controllers/triggers.rs), with resyncs too far apart to happen
+/// during the test: a status write wakes nothing, neither the object written nor the workloads
+/// bound to it; a change of the cell's metadata wakes the cell and every workload bound to it.
+#[tokio::test]
+async fn status_writes_wake_nothing_and_a_cell_change_wakes_its_workloads() {
+    let client = client().await;
+    install_crds(&client).await;
+    let operator = Operator::start(Duration::from_secs(600)).await;
+    cleanup(&client).await;
+    converge(&client).await;
+    wait_quiet(&operator, Duration::from_secs(3)).await;
+
+    // A status write of the cell (here out of band, as the operator's own would be): nothing
+    // reconciles.
+    let cells: Api<GameCell> = Api::all(client.clone());
+    let before = operator.counters();
+    cells
+        .patch_status(
+            CELL,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"tenantCount": 99}})),
+        )
+        .await
+        .expect("the cell's status patched");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after_status = delta(&before, &operator.counters());
+    for kind in ["GameCell", "PlayerService", "MatchmakingPool"] {
+        assert_eq!(
+            reconciles(&after_status, kind),
+            0.0,
+            "a status write of the cell woke a {kind} reconcile: {after_status:#?}"
+        );
+    }
+
+    // A change of the cell's labels: the cell and both workloads are reconciled, and the cell
+    // puts its status right. Same generation, within the resync interval of a settled pass: the
+    // cell's pass is light, without a cloud call or a tenant namespace listed.
+    let before = operator.counters();
+    let describes = operator.cloud.calls("describe");
+    cells
+        .patch(
+            CELL,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "blue"}}})),
+        )
+        .await
+        .expect("the cell relabelled");
+    wait_until(
+        Duration::from_secs(20),
+        "the cell and both workloads reconciled after the cell changed",
+        || {
+            let woken = delta(&before, &operator.counters());
+            async move {
+                ["GameCell", "PlayerService", "MatchmakingPool"]
+                    .iter()
+                    .all(|kind| reconciles(&woken, kind) >= 1.0)
+            }
+        },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "the cell's status put right",
+        || async {
+            cells
+                .get(CELL)
+                .await
+                .is_ok_and(|c| c.status.is_some_and(|s| s.tenant_count == Some(2)))
+        },
+    )
+    .await;
+    let woken = delta(&before, &operator.counters());
+    assert!(
+        woken.contains_key("gamecell_operator_cell_passes_total{pass=\"light\"}")
+            && !woken.contains_key("gamecell_operator_cell_passes_total{pass=\"full\"}"),
+        "the relabelled cell had a light pass and no full one: {woken:#?}"
+    );
+    assert_eq!(
+        operator.cloud.calls("describe"),
+        describes,
+        "a light pass describes no data store"
+    );
+    assert!(
+        !woken.contains_key(
+            "gamecell_operator_kube_requests_total{verb=\"list\",resource=\"namespaces\"}"
+        ),
+        "a light pass lists no tenant namespace: {woken:#?}"
+    );
+
+    // A spec change (a new generation) is a full pass again.
+    let before = operator.counters();
+    cells
+        .patch(
+            CELL,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"capacity": {"maxConcurrentPlayers": 5000}}})),
+        )
+        .await
+        .expect("the cell's spec changed");
+    wait_until(
+        Duration::from_secs(20),
+        "a full pass of the changed cell",
+        || {
+            let woken = delta(&before, &operator.counters());
+            async move { woken.contains_key("gamecell_operator_cell_passes_total{pass=\"full\"}") }
+        },
+    )
+    .await;
 
     cleanup(&client).await;
     operator.stop().await;
