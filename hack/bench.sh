@@ -12,8 +12,10 @@ export GAMECELL_API_PORT="${GAMECELL_BENCH_API_PORT:-18443}"
 export GAMECELL_ETCD_PORT=14379 GAMECELL_ETCD_PEER_PORT=14380
 export GAMECELL_KCM_PORT=22257 GAMECELL_SCHED_PORT=22259 GAMECELL_KWOK_PORT=22247
 export GAMECELL_MOTO_PORT="${GAMECELL_BENCH_MOTO_PORT:-15002}"
-# Room on the fake node for every benchmark pod (kwok runs nothing).
+# Room on the fake node for every benchmark pod (kwok runs nothing), the floor's copies included
+# (with 32 CPUs the floor's pods stayed Pending: "Insufficient cpu").
 export GAMECELL_NODE_PODS="${GAMECELL_NODE_PODS:-20000}"
+export GAMECELL_NODE_CPU="${GAMECELL_NODE_CPU:-4000}" GAMECELL_NODE_MEMORY="${GAMECELL_NODE_MEMORY:-16Ti}"
 # Local Postgres/MariaDB for shared cells' tenant databases, on ports of the benchmark's own.
 export GAMECELL_PG_PORT="${GAMECELL_BENCH_PG_PORT:-15434}" GAMECELL_MYSQL_PORT="${GAMECELL_BENCH_MYSQL_PORT:-13308}"
 # shellcheck source-path=SCRIPTDIR source=lib.sh

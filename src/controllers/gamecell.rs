@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -618,6 +618,8 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     let compliant =
         outcome.violations.is_empty() && outcome.cluster.as_ref().is_none_or(Vec::is_empty);
     let mut observed: BTreeMap<(ResourceKind, String), ObservedResource> = BTreeMap::new();
+    // Whether this pass asked the cloud to create (or finish creating) a store.
+    let mut requested = false;
 
     if compliant && outcome.blocker.is_none() && outcome.transient.is_none() {
         // 3. The tenants' Kubernetes objects, in the cluster the cell runs in.
@@ -661,6 +663,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
                         }
                         Provisioning::Created => Some("Created"),
                     };
+                    requested |= verb.is_some();
                     if let Some(verb) = verb {
                         publish(
                             ctx,
@@ -790,9 +793,29 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         } else if outcome.stores.iter().all(|s| s.ready) {
             Action::requeue(ctx.timings.resync)
         } else {
-            Action::requeue(ctx.timings.provisioning_poll)
+            Action::requeue(next_provisioning_look(
+                requested,
+                ctx.timings.provisioning_poll,
+            ))
         }
     })
+}
+
+/// How soon a store that was just requested is described again: a cloud that creates at once
+/// (a bucket, a table, an emulator) shows it ready a second later, not a whole poll later.
+pub const JUST_REQUESTED_RECHECK: Duration = Duration::from_secs(1);
+
+/// When a cell still provisioning is looked at again (pure): soon after this pass requested a
+/// store, at the provisioning poll otherwise. (Before triggers were filtered, the status write
+/// of the requesting pass woke the next pass at once; this keeps that one quick look, on
+/// purpose, and no others.)
+#[must_use]
+pub fn next_provisioning_look(requested_now: bool, provisioning_poll: Duration) -> Duration {
+    if requested_now {
+        provisioning_poll.min(JUST_REQUESTED_RECHECK)
+    } else {
+        provisioning_poll
+    }
 }
 
 /// The status of `cell` from `outcome` and the services bound to it, with Events on its
@@ -1204,4 +1227,19 @@ async fn cleanup_failed(ctx: &Context, cell: &GameCell, error: CloudError) -> Er
     )
     .await;
     Error::Cloud(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_just_requested_is_looked_at_again_within_a_second() {
+        let poll = Duration::from_secs(10);
+        assert_eq!(next_provisioning_look(true, poll), JUST_REQUESTED_RECHECK);
+        assert_eq!(next_provisioning_look(false, poll), poll);
+        // A shorter poll (tests) is never lengthened.
+        let short = Duration::from_millis(300);
+        assert_eq!(next_provisioning_look(true, short), short);
+    }
 }

@@ -31,7 +31,9 @@ use super::playerservice::{
     ChildError, announce, apply_child, apply_child_seen, floor, prune, requeue_after,
 };
 use super::status::apply_status;
-use super::triggers::{controller_of, metadata_changes, metadata_touched};
+use super::triggers::{
+    CellWakeups, controller_tapped, metadata_changes, metadata_touched, objects_of,
+};
 use super::{Context, Error, error_policy_backoff};
 use crate::cell::tenancy::{
     COMPONENT_CELL_MATCHMAKER, CellIdentity, LABEL_CELL, shared_namespace_conflict,
@@ -62,15 +64,28 @@ pub const SERVED_BY_CELL_MATCHMAKER: &str = "ServedByCellMatchmaker";
 /// matchmakers (which serve the pools of their cell) and the GameCells pools bind to (see the
 /// PlayerService controller).
 #[must_use]
-pub fn controller(client: Client, config: watcher::Config) -> Controller<MatchmakingPool> {
+pub fn controller(
+    client: Client,
+    config: watcher::Config,
+    cells: CellWakeups,
+) -> Controller<MatchmakingPool> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_MATCHMAKER}"
     ));
     let cell_matchmakers = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_CELL_MATCHMAKER}"
     ));
-    let controller = controller_of(Api::<MatchmakingPool>::all(client.clone()), config)
-        .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
+    let wake_cell = move |event: &watcher::Event<MatchmakingPool>| {
+        if let Some(pool) = objects_of(event) {
+            cells.wake(&pool.spec.cell_ref.name);
+        }
+    };
+    let controller = controller_tapped(
+        Api::<MatchmakingPool>::all(client.clone()),
+        config,
+        wake_cell,
+    )
+    .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
     let store = controller.store();
     let served = store.clone();
     controller

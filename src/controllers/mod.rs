@@ -34,10 +34,10 @@ use crate::telemetry::Metrics;
 use applied::AppliedWatches;
 use apply::Applier;
 use backoff::Backoff;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use placement::Placement;
 use settled::SettledPasses;
-use triggers::ServiceWakeups;
+use triggers::{CellWakeups, ServiceWakeups};
 
 /// The field manager of every write the operator makes (server-side apply).
 pub const FIELD_MANAGER: &str = "gamecell-operator";
@@ -233,26 +233,19 @@ pub async fn run(
     let config = watcher::Config::default().any_semantic();
 
     // A cell's status aggregates its services: any change to a PlayerService or MatchmakingPool
-    // re-reconciles the cell it names.
+    // re-reconciles the cell it names, woken from the workload controllers' own watches once
+    // their stores (which the cell reads) hold the change (`triggers::CellWakeups`).
+    let (cell_wakeups, woken_cells) = CellWakeups::new();
     let cells = triggers::controller_of(Api::<GameCell>::all(client.clone()), config.clone())
-        .watches(
-            Api::<PlayerService>::all(client.clone()),
-            config.clone(),
-            |s: PlayerService| Some(ObjectRef::<GameCell>::new(&s.spec.cell_ref.name)),
-        )
-        .watches(
-            Api::<MatchmakingPool>::all(client.clone()),
-            config.clone(),
-            |p: MatchmakingPool| Some(ObjectRef::<GameCell>::new(&p.spec.cell_ref.name)),
-        )
+        .reconcile_on(woken_cells)
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
     let (wakeups, woken_services) = ServiceWakeups::new();
-    let services = playerservice::controller(client.clone(), config.clone())
+    let services = playerservice::controller(client.clone(), config.clone(), cell_wakeups.clone())
         .reconcile_on(woken_services)
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
-    let pools = matchmakingpool::controller(client.clone(), config)
+    let pools = matchmakingpool::controller(client.clone(), config, cell_wakeups)
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 

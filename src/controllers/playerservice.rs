@@ -35,7 +35,9 @@ use super::applied::PruneKey;
 use super::apply::{Applier, NamespacedChild, apply_namespaced_seen};
 use super::conditions::{find, merge};
 use super::status::apply_status;
-use super::triggers::{controller_of, metadata_changes, metadata_touched};
+use super::triggers::{
+    CellWakeups, controller_tapped, metadata_changes, metadata_touched, objects_of,
+};
 use super::{Context, Error, error_policy_backoff};
 use crate::cell::tenancy::{CellIdentity, shared_tenant_limit_range};
 use crate::crds::conditions as cond;
@@ -59,12 +61,22 @@ use crate::workload::status::{Outcome, POLICY_ADJUSTED, conditions};
 /// watches are triggers only, so they watch metadata: at 1,000 cells, full Deployments and cells
 /// parsed on every event cost the operator hundreds of MiB for nothing kept.
 #[must_use]
-pub fn controller(client: Client, config: watcher::Config) -> Controller<PlayerService> {
+pub fn controller(
+    client: Client,
+    config: watcher::Config,
+    cells: CellWakeups,
+) -> Controller<PlayerService> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_PLAYER_SERVICE}"
     ));
-    let controller = controller_of(Api::<PlayerService>::all(client.clone()), config)
-        .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
+    let wake_cell = move |event: &watcher::Event<PlayerService>| {
+        if let Some(service) = objects_of(event) {
+            cells.wake(&service.spec.cell_ref.name);
+        }
+    };
+    let controller =
+        controller_tapped(Api::<PlayerService>::all(client.clone()), config, wake_cell)
+            .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
     let store = controller.store();
     controller.watches_stream(
         metadata_changes::<GameCell>(client, watcher::Config::default()),

@@ -25,7 +25,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::crds::PlayerService;
+use crate::crds::{GameCell, PlayerService};
 
 /// A kind the controllers watch.
 pub trait Watched:
@@ -125,9 +125,70 @@ fn key_of<K: Resource>(obj: &K) -> (Option<String>, String) {
 /// store of every `K` the watch keeps.
 #[must_use]
 pub fn controller_of<K: Watched>(api: Api<K>, config: watcher::Config) -> Controller<K> {
+    controller_tapped(api, config, |_| {})
+}
+
+/// [`controller_of`], calling `tap` with every event of the watch (status writes included) once
+/// the store holds it: what wakes the GameCell controller, which reads the workloads from this
+/// store ([`CellWakeups`]).
+#[must_use]
+pub fn controller_tapped<K: Watched>(
+    api: Api<K>,
+    config: watcher::Config,
+    mut tap: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> Controller<K> {
     let (reader, writer) = reflector::store();
-    let events = watcher(api, config).default_backoff().reflect(writer);
+    let events = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                tap(event);
+            }
+        });
     Controller::for_stream(changes(events, Deletions::Drop), reader)
+}
+
+/// The objects an event is about (none for the markers of a relist).
+pub fn objects_of<K>(event: &watcher::Event<K>) -> Option<&K> {
+    match event {
+        watcher::Event::Apply(obj)
+        | watcher::Event::InitApply(obj)
+        | watcher::Event::Delete(obj) => Some(obj),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
+}
+
+/// Wakes the GameCell a workload names whenever the workload changes (its status included: the
+/// cell's status aggregates its workloads'), or is deleted (a deleted cell waits for its
+/// workloads to be gone).
+///
+/// The wake-up is sent from the workload controller's own watch, after its store took the
+/// change, and the cell reads its workloads from that same store. A watch of its own (as
+/// before) raced that store: a cell woken by its watch could still read the older workload
+/// from the store, count it not ready, and nothing woke it again until the resync (the idle
+/// status writes the benchmark showed). Unbounded: the GameCell controller's queue takes every
+/// wake-up at once and merges those of one cell.
+#[derive(Clone)]
+pub struct CellWakeups {
+    sender: mpsc::UnboundedSender<ObjectRef<GameCell>>,
+}
+
+impl CellWakeups {
+    /// The sending half, and the stream the GameCell controller reconciles on.
+    pub fn new() -> (
+        Self,
+        impl Stream<Item = ObjectRef<GameCell>> + Send + 'static,
+    ) {
+        let (sender, receiver) = mpsc::unbounded();
+        (Self { sender }, receiver)
+    }
+
+    /// Asks for a reconcile of the cell named `cell`.
+    pub fn wake(&self, cell: &str) {
+        // Fails only once the GameCell controller is gone (shutdown).
+        let _ = self.sender.unbounded_send(ObjectRef::new(cell));
+    }
 }
 
 /// A metadata-only watch of every `K` in the cluster, every change of which is a reconcile
@@ -329,6 +390,24 @@ mod tests {
             out.as_slice(),
             [Err(watcher::Error::NoResourceVersion)]
         ));
+    }
+
+    #[test]
+    fn a_tapped_event_names_its_object_and_cells_are_woken_by_name() {
+        assert_eq!(
+            objects_of(&watcher::Event::Delete(object("a", 1, "1"))).map(ResourceExt::name_any),
+            Some("a".to_owned())
+        );
+        assert!(objects_of::<ConfigMap>(&watcher::Event::InitDone).is_none());
+        let (wakeups, receiver) = CellWakeups::new();
+        wakeups.wake("c1");
+        wakeups.wake("c2");
+        drop(wakeups);
+        let woken: Vec<String> = block_on(receiver.collect::<Vec<_>>())
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(woken, vec!["c1", "c2"]);
     }
 
     #[test]
