@@ -12,7 +12,9 @@
 //!
 //! What a service did learn from its cell's status churn, that the cell's connection Secrets had
 //! been written, it now learns from the GameCell controller directly ([`ServiceWakeups`]):
-//! Secrets are not watched (see `applied`).
+//! Secrets are not watched (see `applied`). The other way round, a cell is woken by every change
+//! of its workloads, status included, from the workload controllers' own watches once their
+//! stores hold the change ([`CellWakeups`]): the cell reads its workloads from those stores.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
