@@ -553,6 +553,9 @@ fn bench_sim(seed: u64) {
         spec("sparse-parties", 50.0, true, base, 50, 20.0),
         spec("dense-solo", 2000.0, false, (50.0, 50.0, 300.0), 50, 20.0),
         spec("dense-parties", 2000.0, true, (50.0, 50.0, 300.0), 50, 20.0),
+        // Denser queues, same window: how the p99 falls with the population's density.
+        spec("dense-solo", 5000.0, false, base, 50, 20.0),
+        spec("dense-parties", 5000.0, true, base, 50, 20.0),
     ];
     let mut notes = Vec::new();
     for spec in &specs {
