@@ -165,8 +165,10 @@ pub struct CellPassLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChildReadLabels {
     /// `sent` (the apply step read the child back), `skipped` (the applied memo and the
-    /// child's metadata watch showed it unchanged since it was last verified) or `unwatched`
-    /// (read back: a kind without a metadata watch, i.e. Secrets).
+    /// child's metadata watch showed it unchanged since it was last verified), `unwatched`
+    /// (read back: a kind without a metadata watch, i.e. Secrets) or `recent` (not read: an
+    /// unwatched child verified for the same desired object moments ago, see
+    /// `controllers::applied::can_skip_unwatched`).
     pub outcome: &'static str,
 }
 
@@ -224,7 +226,7 @@ impl Metrics {
         );
         registry.register(
             "child_reads",
-            "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified) or unwatched (a kind read every time)",
+            "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified), unwatched (a kind without a watch, read back) or recent (an unwatched child verified for the same desired object less than a minute ago, not read)",
             child_reads.clone(),
         );
         registry.register(
