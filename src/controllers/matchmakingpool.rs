@@ -26,13 +26,14 @@ use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
 use super::apply::Applier;
+use super::cells_seen::CellsSeen;
 use super::conditions::merge;
 use super::playerservice::{
     ChildError, announce, apply_child, apply_child_seen, floor, prune, requeue_after,
 };
 use super::status::apply_status;
 use super::triggers::{
-    CellWakeups, controller_tapped, metadata_changes, metadata_touched, objects_of,
+    CellWakeups, cell_changes_noted, controller_tapped, metadata_touched, objects_of,
 };
 use super::{Context, Error, error_policy_backoff};
 use crate::cell::tenancy::{
@@ -68,6 +69,7 @@ pub fn controller(
     client: Client,
     config: watcher::Config,
     cells: CellWakeups,
+    cells_seen: CellsSeen,
 ) -> Controller<MatchmakingPool> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_MATCHMAKER}"
@@ -99,7 +101,7 @@ pub fn controller(
             },
         )
         .watches_stream(
-            metadata_changes::<GameCell>(client, watcher::Config::default()),
+            cell_changes_noted(client, watcher::Config::default(), cells_seen),
             move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
         )
 }
@@ -136,8 +138,8 @@ async fn reconcile_pool(pool: &MatchmakingPool, ctx: &Context) -> Result<Action,
     let owner = Owner::of(pool).ok_or(Error::MissingField("metadata.uid"))?;
     let cell_name = &pool.spec.cell_ref.name;
     let cells: Api<GameCell> = Api::all(ctx.client.clone());
-    let cell = cells.get_opt(cell_name).await?;
-    let (outcome, queues) = match bind(cell_name, cell.as_ref(), &namespace) {
+    let cell = ctx.pool_cells.get(&cells, cell_name).await?;
+    let (outcome, queues) = match bind(cell_name, cell.as_deref(), &namespace) {
         Err(refusal) => (Outcome::Refused(refusal), None),
         Ok((cell, tenant)) => deploy(pool, &owner, cell, tenant, ctx).await?,
     };

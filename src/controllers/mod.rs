@@ -8,6 +8,7 @@ pub mod applied;
 pub mod apply;
 pub mod backoff;
 pub mod cell_matchmaker;
+pub mod cells_seen;
 pub mod conditions;
 pub mod gamecell;
 pub mod matchmakingpool;
@@ -34,6 +35,7 @@ use crate::telemetry::Metrics;
 use applied::AppliedWatches;
 use apply::Applier;
 use backoff::Backoff;
+use cells_seen::CellsSeen;
 use kube::runtime::reflector::Store;
 use placement::Placement;
 use settled::SettledPasses;
@@ -63,6 +65,10 @@ pub struct Context {
     pub services: Store<PlayerService>,
     /// Every MatchmakingPool, likewise.
     pub pools: Store<MatchmakingPool>,
+    /// The cells PlayerServices bind to, read again only when their spec or identity changed.
+    pub service_cells: CellsSeen,
+    /// The cells MatchmakingPools bind to, likewise (each controller's own cell watch).
+    pub pool_cells: CellsSeen,
     /// Wakes the services of a namespace whose connection Secrets the GameCell controller wrote.
     pub wakeups: ServiceWakeups,
     /// The last settled full pass of each cell, for light passes.
@@ -241,13 +247,20 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
     let (wakeups, woken_services) = ServiceWakeups::new();
-    let services = playerservice::controller(client.clone(), config.clone(), cell_wakeups.clone())
-        .reconcile_on(woken_services)
-        .with_config(controller::Config::default().concurrency(timings.concurrency))
-        .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
-    let pools = matchmakingpool::controller(client.clone(), config, cell_wakeups)
-        .with_config(controller::Config::default().concurrency(timings.concurrency))
-        .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+    let (service_cells, pool_cells) = (CellsSeen::default(), CellsSeen::default());
+    let services = playerservice::controller(
+        client.clone(),
+        config.clone(),
+        cell_wakeups.clone(),
+        service_cells.clone(),
+    )
+    .reconcile_on(woken_services)
+    .with_config(controller::Config::default().concurrency(timings.concurrency))
+    .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+    let pools =
+        matchmakingpool::controller(client.clone(), config, cell_wakeups, pool_cells.clone())
+            .with_config(controller::Config::default().concurrency(timings.concurrency))
+            .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 
     // The applied memo's metadata watches (one per child kind), stopped with the controllers.
     let applied = AppliedWatches::new(&client, &metrics);
@@ -272,6 +285,8 @@ pub async fn run(
         timings,
         services: services.store(),
         pools: pools.store(),
+        service_cells,
+        pool_cells,
         wakeups,
         settled: SettledPasses::default(),
         caches_synced: synced_rx,

@@ -33,10 +33,11 @@ use tracing::Instrument;
 
 use super::applied::PruneKey;
 use super::apply::{Applier, NamespacedChild, apply_namespaced_seen};
+use super::cells_seen::CellsSeen;
 use super::conditions::{find, merge};
 use super::status::apply_status;
 use super::triggers::{
-    CellWakeups, controller_tapped, metadata_changes, metadata_touched, objects_of,
+    CellWakeups, cell_changes_noted, controller_tapped, metadata_touched, objects_of,
 };
 use super::{Context, Error, error_policy_backoff};
 use crate::cell::tenancy::{CellIdentity, shared_tenant_limit_range};
@@ -65,6 +66,7 @@ pub fn controller(
     client: Client,
     config: watcher::Config,
     cells: CellWakeups,
+    cells_seen: CellsSeen,
 ) -> Controller<PlayerService> {
     let children = watcher::Config::default().labels(&format!(
         "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT_PLAYER_SERVICE}"
@@ -79,7 +81,7 @@ pub fn controller(
             .owns_stream(metadata_touched::<Deployment>(client.clone(), children));
     let store = controller.store();
     controller.watches_stream(
-        metadata_changes::<GameCell>(client, watcher::Config::default()),
+        cell_changes_noted(client, watcher::Config::default(), cells_seen),
         move |cell: PartialObjectMeta<GameCell>| bound_to(&store, &cell.name_any()),
     )
 }
@@ -117,8 +119,8 @@ async fn reconcile_service(svc: &PlayerService, ctx: &Context) -> Result<Action,
     let owner = Owner::of(svc).ok_or(Error::MissingField("metadata.uid"))?;
     let cell_name = &svc.spec.cell_ref.name;
     let cells: Api<GameCell> = Api::all(ctx.client.clone());
-    let cell = cells.get_opt(cell_name).await?;
-    let outcome = match bind(cell_name, cell.as_ref(), &namespace) {
+    let cell = ctx.service_cells.get(&cells, cell_name).await?;
+    let outcome = match bind(cell_name, cell.as_deref(), &namespace) {
         Err(refusal) => Outcome::Refused(refusal),
         Ok((cell, tenant)) => deploy(svc, &owner, cell, tenant, ctx).await?,
     };

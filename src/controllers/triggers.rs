@@ -27,6 +27,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::cells_seen::CellsSeen;
 use crate::crds::{GameCell, PlayerService};
 
 /// A kind the controllers watch.
@@ -205,14 +206,18 @@ pub fn metadata_touched<K: Watched>(
         .touched_objects()
 }
 
-/// A metadata-only watch of every `K`, passing only its [`changes`] and deletions: how the
-/// services and pools follow the cells they bind to.
-pub fn metadata_changes<K: Watched>(
+/// A metadata-only watch of every GameCell, passing only its [`changes`] and deletions (how the
+/// services and pools follow the cells they bind to), each event first noted in `seen` (which
+/// cells a workload controller may reuse without a read: `cells_seen`).
+pub fn cell_changes_noted(
     client: Client,
     config: watcher::Config,
-) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static {
+    seen: CellsSeen,
+) -> impl Stream<Item = Result<PartialObjectMeta<GameCell>, watcher::Error>> + Send + 'static {
     changes(
-        watcher(Api::<PartialObjectMeta<K>>::all(client), config).default_backoff(),
+        watcher(Api::<PartialObjectMeta<GameCell>>::all(client), config)
+            .default_backoff()
+            .inspect(move |event| seen.observe(event)),
         Deletions::Pass,
     )
 }

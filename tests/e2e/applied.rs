@@ -440,6 +440,10 @@ async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
     operator.stop().await;
 }
 
+/// The counter of the operator's GETs of GameCells.
+const GET_CELLS: &str =
+    "gamecell_operator_kube_requests_total{verb=\"get\",resource=\"gamecells\"}";
+
 /// Reconciles of `kind` in a counters delta.
 fn reconciles(delta: &BTreeMap<String, f64>, kind: &str) -> f64 {
     sum_matching(
@@ -482,6 +486,33 @@ async fn status_writes_wake_nothing_and_a_cell_change_wakes_its_workloads() {
         );
     }
 
+    // A change of a workload itself (an annotation): it is reconciled, and reuses the cell it
+    // read before, which has not changed since (src/controllers/cells_seen.rs).
+    let before = operator.counters();
+    Api::<PlayerService>::namespaced(client.clone(), ALPHA)
+        .patch(
+            "players",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})),
+        )
+        .await
+        .expect("the service annotated");
+    wait_until(
+        Duration::from_secs(20),
+        "the annotated service reconciled",
+        || {
+            let woken = delta(&before, &operator.counters());
+            async move { reconciles(&woken, "PlayerService") >= 1.0 }
+        },
+    )
+    .await;
+    let touched = delta(&before, &operator.counters());
+    assert_eq!(
+        touched.get(GET_CELLS).copied().unwrap_or(0.0),
+        0.0,
+        "a workload whose cell did not change read it again: {touched:#?}"
+    );
+
     // A change of the cell's labels: the cell and both workloads are reconciled, and the cell
     // puts its status right. Same generation, within the resync interval of a settled pass: the
     // cell's pass is light, without a cloud call or a tenant namespace listed.
@@ -520,6 +551,10 @@ async fn status_writes_wake_nothing_and_a_cell_change_wakes_its_workloads() {
     )
     .await;
     let woken = delta(&before, &operator.counters());
+    assert!(
+        woken.get(GET_CELLS).copied().unwrap_or(0.0) >= 2.0,
+        "both workloads read their changed cell: {woken:#?}"
+    );
     assert!(
         woken.contains_key("gamecell_operator_cell_passes_total{pass=\"light\"}")
             && !woken.contains_key("gamecell_operator_cell_passes_total{pass=\"full\"}"),
