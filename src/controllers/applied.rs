@@ -46,6 +46,7 @@
 //! One [`Applied`] serves one cluster (the one whose client the watches use); a cell placed in
 //! another cluster gets [`Applied::disabled`] until that cluster has watches of its own.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -309,9 +310,23 @@ pub struct Applied {
     unwatched: Mutex<HashMap<Key, SeenUnwatched>>,
     /// The last completed prune of each key.
     pruned: PrunedMemo,
+    /// Copies of children as the apply step last read or wrote them, kept by callers that need
+    /// a child's status ([`Applied::keep_copy`]), with their resourceVersion.
+    copies: Mutex<HashMap<Key, KeptCopy>>,
     /// Counts reads sent and skipped.
     reads: Family<ChildReadLabels, Counter>,
 }
+
+/// A caller's copy of a child, at the resourceVersion it was read or written at.
+struct KeptCopy {
+    resource_version: String,
+    at: Instant,
+    object: Arc<dyn Any + Send + Sync>,
+}
+
+/// Above this many kept copies, those older than [`REVERIFY_AFTER`] (of deleted children) are
+/// swept before the next is kept.
+const COPIES_SWEEP_ABOVE: usize = 65_536;
 
 impl Applied {
     /// No watches: every apply reads its child (the behaviour before the memo).
@@ -322,6 +337,7 @@ impl Applied {
             watched: HashMap::new(),
             unwatched: Mutex::default(),
             pruned: Mutex::default(),
+            copies: Mutex::default(),
             reads: Family::default(),
         }
     }
@@ -496,6 +512,46 @@ impl Applied {
     pub fn forget(&self, key: &Key) {
         lock(&self.memo).remove(key);
         lock(&self.unwatched).remove(key);
+        lock(&self.copies).remove(key);
+    }
+
+    /// Keeps `object`, a copy of a child as the apply step just read or wrote it (a caller may
+    /// slim it to what it reads), for [`Applied::verified_copy`]. A copy without a
+    /// resourceVersion is not kept.
+    pub fn keep_copy<K>(&self, object: K)
+    where
+        K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    {
+        let Some(resource_version) = object.resource_version() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut copies = lock(&self.copies);
+        if copies.len() >= COPIES_SWEEP_ABOVE {
+            copies.retain(|_, c| now.saturating_duration_since(c.at) < REVERIFY_AFTER);
+        }
+        copies.insert(
+            Key::of(&object),
+            KeptCopy {
+                resource_version,
+                at: now,
+                object: Arc::new(object),
+            },
+        );
+    }
+
+    /// The copy kept of the child `key` if it is at the resourceVersion the memo last verified.
+    /// Right after an apply that skipped its read (the child's watch showed it at exactly that
+    /// resourceVersion), this is the child as it is, status included: a caller that needs the
+    /// status then sends no read either.
+    #[must_use]
+    pub fn verified_copy<K: Clone + 'static>(&self, key: &Key) -> Option<K> {
+        let verified = lock(&self.memo).get(key)?.resource_version.clone();
+        let copies = lock(&self.copies);
+        let copy = copies.get(key)?;
+        (copy.resource_version == verified)
+            .then(|| copy.object.downcast_ref::<K>().cloned())
+            .flatten()
     }
 
     /// Number of children in the memo (for tests and debugging).
@@ -554,6 +610,7 @@ impl AppliedWatches {
                 watched,
                 unwatched: Mutex::default(),
                 pruned: Mutex::default(),
+                copies: Mutex::default(),
                 reads: metrics.child_reads.clone(),
             }),
             run: futures::future::join_all(runs).map(|_| ()).boxed(),
@@ -774,6 +831,7 @@ mod tests {
             watched,
             unwatched: Mutex::default(),
             pruned: Mutex::default(),
+            copies: Mutex::default(),
             reads: Family::default(),
         };
         (applied, health)
@@ -876,6 +934,7 @@ mod tests {
             )]),
             unwatched: Mutex::default(),
             pruned: Mutex::default(),
+            copies: Mutex::default(),
             reads: Family::default(),
         };
         let secret = Key {
@@ -910,6 +969,45 @@ mod tests {
             })
             .get();
         assert_eq!((recent, read), (2, 5));
+    }
+
+    #[test]
+    fn a_kept_copy_is_given_back_only_at_the_verified_resource_version() {
+        let (applied, _health) = watching_config_maps(Arc::new(Mutex::new(HashMap::new())));
+        let copy = |rv: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("c".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some([("v".to_owned(), rv.to_owned())].into()),
+            ..ConfigMap::default()
+        };
+        let key = Key::of(&copy("5"));
+        applied.keep_copy(copy("5"));
+        assert_eq!(
+            applied.verified_copy::<ConfigMap>(&key),
+            None,
+            "never verified"
+        );
+        applied.record(key.clone(), 1, Some("5".into()));
+        assert_eq!(applied.verified_copy::<ConfigMap>(&key), Some(copy("5")));
+        assert_eq!(
+            applied.verified_copy::<Namespace>(&key),
+            None,
+            "another type"
+        );
+        applied.record(key.clone(), 1, Some("6".into()));
+        assert_eq!(
+            applied.verified_copy::<ConfigMap>(&key),
+            None,
+            "the copy is older than what was verified"
+        );
+        applied.keep_copy(copy("6"));
+        assert_eq!(applied.verified_copy::<ConfigMap>(&key), Some(copy("6")));
+        applied.forget(&key);
+        assert_eq!(applied.verified_copy::<ConfigMap>(&key), None);
     }
 
     #[test]

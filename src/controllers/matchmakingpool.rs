@@ -29,7 +29,8 @@ use super::apply::Applier;
 use super::cells_seen::CellsSeen;
 use super::conditions::merge;
 use super::playerservice::{
-    ChildError, announce, apply_child, apply_child_seen, floor, prune, requeue_after,
+    ChildError, announce, apply_child, apply_child_seen, deployment_now, floor, prune,
+    requeue_after,
 };
 use super::status::apply_status;
 use super::triggers::{
@@ -193,7 +194,6 @@ async fn deploy(
         return served_by_cell(pool, owner, cell, tenant, ctx).await;
     }
     let applier = ctx.placement.applier_for(cell);
-    let client = applier.client().clone();
     let namespace = owner.namespace.as_str();
     let objects = match matchmaker::build(
         pool,
@@ -229,14 +229,10 @@ async fn deploy(
     prune::<HorizontalPodAutoscaler>(&applier, namespace, &selector, &autoscalers, &owner.uid)
         .await?;
 
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let mut rollouts: Vec<Rollout> = Vec::new();
     for (instance, seen) in objects.instances.iter().zip(seen) {
-        // As the apply step saw it, or read now if its read was skipped.
-        let current = match seen {
-            Some(deployment) => Some(deployment),
-            None => api.get_opt(&instance.deployment.name_any()).await?,
-        };
+        let current =
+            deployment_now(&applier, namespace, &instance.deployment.name_any(), seen).await?;
         rollouts.push(rollout::observe(
             current.as_ref(),
             floor(instance.autoscaler.as_ref()),

@@ -31,7 +31,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::applied::PruneKey;
+use super::applied::{Key, PruneKey};
 use super::apply::{Applier, NamespacedChild, apply_namespaced_seen};
 use super::cells_seen::CellsSeen;
 use super::conditions::{find, merge};
@@ -149,7 +149,6 @@ async fn deploy(
     ctx: &Context,
 ) -> Result<Outcome, Error> {
     let applier = ctx.placement.applier_for(cell);
-    let client = applier.client().clone();
     let namespace = owner.namespace.as_str();
     // The defaults of the LimitRange the cell writes, from the same builder: the desired state
     // follows from the desired state, with no read (an out-of-band edit of the LimitRange is
@@ -212,15 +211,7 @@ async fn deploy(
     )
     .await?;
 
-    // The rollout as the apply step saw the Deployment, or read now if its read was skipped.
-    let current = match seen_deployment {
-        Some(deployment) => Some(deployment),
-        None => {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
-                .get_opt(&owner.name)
-                .await?
-        }
-    };
+    let current = deployment_now(&applier, namespace, &owner.name, seen_deployment).await?;
     Ok(Outcome::Deployed {
         adjustments: objects.adjustments,
         rollout: rollout::observe(current.as_ref(), floor(objects.autoscaler.as_ref())),
@@ -342,6 +333,40 @@ pub(crate) async fn apply_child_seen<K: NamespacedChild>(
         }
         Err(e) => Err(ChildError::Failed(e)),
     }
+}
+
+/// The Deployment `name` for its rollout: as the apply step saw it, else (the apply skipped its
+/// read: the Deployment is at the resourceVersion last verified) the copy kept then, else read
+/// now. What is seen is kept (slimmed to what `rollout::observe` reads) for the next reconcile.
+///
+/// # Errors
+/// When the read fails.
+pub(crate) async fn deployment_now(
+    applier: &Applier,
+    namespace: &str,
+    name: &str,
+    seen: Option<Deployment>,
+) -> Result<Option<Deployment>, Error> {
+    let key = Key {
+        kind: "apps/v1/Deployment".to_owned(),
+        namespace: Some(namespace.to_owned()),
+        name: name.to_owned(),
+    };
+    let current = match seen {
+        Some(deployment) => Some(deployment),
+        None => match applier.applied().verified_copy::<Deployment>(&key) {
+            Some(copy) => return Ok(Some(copy)),
+            None => {
+                Api::<Deployment>::namespaced(applier.client().clone(), namespace)
+                    .get_opt(name)
+                    .await?
+            }
+        },
+    };
+    if let Some(deployment) = &current {
+        applier.applied().keep_copy(rollout::slim(deployment));
+    }
+    Ok(current)
 }
 
 /// Deletes the objects of kind `K` in `namespace` that match `selector`, are controlled by the

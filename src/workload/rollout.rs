@@ -5,7 +5,8 @@
 //! generation, every desired replica runs the current template, no old replica is left, and the
 //! desired number is available.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// A rollout problem the Deployment controller reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,27 @@ pub struct Rollout {
     pub progress: String,
     /// A problem the Deployment controller reports.
     pub problem: Option<Problem>,
+}
+
+/// What [`observe`] reads of a Deployment (identity, generation, resourceVersion, replicas,
+/// status) and nothing else: the copy a controller keeps between reconciles.
+#[must_use]
+pub fn slim(deployment: &Deployment) -> Deployment {
+    let meta = &deployment.metadata;
+    Deployment {
+        metadata: ObjectMeta {
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            generation: meta.generation,
+            resource_version: meta.resource_version.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: deployment.spec.as_ref().map(|s| DeploymentSpec {
+            replicas: s.replicas,
+            ..DeploymentSpec::default()
+        }),
+        status: deployment.status.clone(),
+    }
 }
 
 /// The rollout of `deployment` (`None`: it does not exist yet). `floor` is the autoscaler's
@@ -154,6 +176,37 @@ mod tests {
             "status": status
         }))
         .expect("deployment")
+    }
+
+    #[test]
+    fn a_slim_copy_observes_the_same_rollout() {
+        let stuck = deployment(
+            4,
+            3,
+            json!({"observedGeneration": 4, "replicas": 4, "updatedReplicas": 2,
+                   "readyReplicas": 3, "availableReplicas": 3,
+                   "conditions": [{"type": "Progressing", "status": "False",
+                                   "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}),
+        );
+        for floor in [0, 5] {
+            assert_eq!(
+                observe(Some(&slim(&stuck)), floor),
+                observe(Some(&stuck), floor)
+            );
+        }
+        let done = deployment(
+            2,
+            2,
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                   "readyReplicas": 2, "availableReplicas": 2}),
+        );
+        assert_eq!(observe(Some(&slim(&done)), 0), observe(Some(&done), 0));
+        assert!(
+            slim(&stuck)
+                .spec
+                .is_some_and(|s| s.template.spec.is_none() && s.replicas == Some(3)),
+            "the template is not kept"
+        );
     }
 
     #[test]

@@ -512,6 +512,14 @@ async fn status_writes_wake_nothing_and_a_cell_change_wakes_its_workloads() {
         0.0,
         "a workload whose cell did not change read it again: {touched:#?}"
     );
+    assert_eq!(
+        touched
+            .get("gamecell_operator_kube_requests_total{verb=\"get\",resource=\"deployments\"}")
+            .copied()
+            .unwrap_or(0.0),
+        0.0,
+        "the service's rollout came from the copy of its unchanged Deployment: {touched:#?}"
+    );
 
     // A change of the cell's labels: the cell and both workloads are reconciled, and the cell
     // puts its status right. Same generation, within the resync interval of a settled pass: the
