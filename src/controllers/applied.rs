@@ -35,6 +35,11 @@
 //! converges (each store that becomes ready is a pass, and each pass read every Secret of every
 //! tenant: 15.6 Secret GETs per custom object at N = 100). A new password, a changed store, a
 //! namespace deleted or re-created (a tenant removed and added again) all read at once.
+//! Two Secrets are also *read for a value* at every pass: a Shared tenant's SQL password and its
+//! matchmaker token. Within the same window, and only at the resourceVersion last verified, their
+//! readers take the value from a copy slimmed to that one key ([`Applied::trusted_copy`]): the
+//! apply step already takes the Secret as unchanged then, so the reader cannot see anything
+//! else without contradicting it.
 //!
 //! The same memo remembers prunes ([`can_skip_prune`], pure): a prune lists the children of one
 //! owner that match a selector and deletes those no longer desired. Only the operator creates
@@ -106,6 +111,16 @@ pub struct Key {
 }
 
 impl Key {
+    /// The key of the `K` named `name` in `namespace`.
+    #[must_use]
+    pub fn named<K: Resource<DynamicType = ()>>(namespace: Option<&str>, name: &str) -> Self {
+        Self {
+            kind: kind_key::<K>(),
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
     /// The key of `obj`.
     #[must_use]
     pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Self {
@@ -176,9 +191,25 @@ pub fn can_skip_unwatched(
     namespace_trusted: bool,
     now: Instant,
 ) -> bool {
-    let Some(memo) = memo else { return false };
+    memo.is_some_and(|memo| {
+        memo.desired == desired
+            && unwatched_still_trusted(memo, namespace_version, namespace_trusted, now)
+    })
+}
+
+/// Whether an unwatched child is, by the rule of [`can_skip_unwatched`], still as this process
+/// last verified it, whatever is desired of it now (pure): verified less than
+/// [`UNWATCHED_TRUST_FOR`] ago, in a namespace a trusted Namespace watch shows at the
+/// resourceVersion it had then. A caller that needs a value the child holds (a password, a
+/// token) may then take it from the copy it kept at that version ([`Applied::trusted_copy`]).
+#[must_use]
+pub fn unwatched_still_trusted(
+    memo: &SeenUnwatched,
+    namespace_version: Option<&str>,
+    namespace_trusted: bool,
+    now: Instant,
+) -> bool {
     namespace_trusted
-        && memo.desired == desired
         && memo.namespace_version.is_some()
         && memo.namespace_version.as_deref() == namespace_version
         && now.saturating_duration_since(memo.at) < UNWATCHED_TRUST_FOR
@@ -554,6 +585,24 @@ impl Applied {
             .flatten()
     }
 
+    /// The copy kept of the unwatched child `key` (a Secret, slimmed by the caller that kept it)
+    /// if it is at the resourceVersion this process last verified or wrote, and that
+    /// verification still stands ([`unwatched_still_trusted`]): within that window the apply
+    /// step takes the child as unchanged, and a reader of one of its values may too.
+    #[must_use]
+    pub fn trusted_copy<K: Clone + 'static>(&self, key: &Key) -> Option<K> {
+        let seen = lock(&self.unwatched).get(key)?.clone();
+        let (namespace_version, trusted) = self.namespace_version(key.namespace.as_deref());
+        if !unwatched_still_trusted(&seen, namespace_version.as_deref(), trusted, Instant::now()) {
+            return None;
+        }
+        let copies = lock(&self.copies);
+        let copy = copies.get(key)?;
+        (copy.resource_version == seen.version)
+            .then(|| copy.object.downcast_ref::<K>().cloned())
+            .flatten()
+    }
+
     /// Number of children in the memo (for tests and debugging).
     #[must_use]
     pub fn len(&self) -> usize {
@@ -719,6 +768,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     #[test]
@@ -835,6 +885,67 @@ mod tests {
             reads: Family::default(),
         };
         (applied, health)
+    }
+
+    #[test]
+    fn a_kept_secret_is_trusted_only_at_the_version_last_verified_in_an_unchanged_namespace() {
+        let namespaces = Arc::new(Mutex::new(HashMap::from([(
+            "t1".to_owned(),
+            "5".to_owned(),
+        )])));
+        let watched_namespaces = namespaces.clone();
+        let version: VersionOf =
+            Box::new(move |_, name| lock(&watched_namespaces).get(name).cloned());
+        let applied = Applied {
+            memo: Arc::default(),
+            watched: HashMap::from([(
+                "v1/Namespace".to_owned(),
+                Watched {
+                    version,
+                    health: Arc::new(Health::default()),
+                },
+            )]),
+            unwatched: Mutex::default(),
+            pruned: Mutex::default(),
+            copies: Mutex::default(),
+            reads: Family::default(),
+        };
+        let key = Key::named::<Secret>(Some("t1"), "gamecell-sql");
+        let at = |version: &str| Secret {
+            metadata: ObjectMeta {
+                name: Some("gamecell-sql".to_owned()),
+                namespace: Some("t1".to_owned()),
+                resource_version: Some(version.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        };
+        let trusted = |applied: &Applied| {
+            applied
+                .trusted_copy::<Secret>(&key)
+                .and_then(|s| s.metadata.resource_version)
+        };
+
+        applied.keep_copy(at("41"));
+        assert_eq!(trusted(&applied), None, "a copy alone, never verified");
+        applied.record(key.clone(), 7, Some("41".to_owned()));
+        assert_eq!(trusted(&applied).as_deref(), Some("41"));
+        assert_eq!(
+            applied.trusted_copy::<ConfigMap>(&key).map(|_| ()),
+            None,
+            "only as the type it was kept as"
+        );
+
+        applied.record(key.clone(), 8, Some("42".to_owned()));
+        assert_eq!(trusted(&applied), None, "written since the copy was kept");
+        applied.keep_copy(at("42"));
+        assert_eq!(trusted(&applied).as_deref(), Some("42"));
+
+        lock(&namespaces).insert("t1".to_owned(), "6".to_owned());
+        assert_eq!(trusted(&applied), None, "the namespace changed");
+        lock(&namespaces).insert("t1".to_owned(), "5".to_owned());
+        applied.forget(&key);
+        assert_eq!(trusted(&applied), None, "forgotten");
     }
 
     #[test]

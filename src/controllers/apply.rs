@@ -6,6 +6,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -58,11 +60,8 @@ impl Applier {
         namespace: &str,
         name: &str,
     ) -> Option<String> {
-        self.applied.last_version(&Key {
-            kind: format!("{}/{}", K::api_version(&()), K::kind(&())),
-            namespace: Some(namespace.to_owned()),
-            name: name.to_owned(),
-        })
+        self.applied
+            .last_version(&Key::named::<K>(Some(namespace), name))
     }
 
     /// Applies with `client`, reading every child first (no memo).
@@ -142,6 +141,54 @@ pub async fn apply_namespaced_seen<K: NamespacedChild>(
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<K> = Api::namespaced(applier.client.clone(), &namespace);
     apply_with(&api, &applier.applied, obj).await
+}
+
+/// A Secret the operator writes and also needs a value of (a tenant's SQL password, a
+/// matchmaker token), holding only the data `keys` asked for: the copy kept at its last read
+/// while the unwatched registry still takes the Secret as unchanged (the apply step skips its
+/// read in that window too, see [`Applied::trusted_copy`]), else a GET whose slim result is
+/// kept. `None` when it does not exist.
+///
+/// # Errors
+/// When the API server fails the read.
+pub async fn read_secret(
+    applier: &Applier,
+    namespace: &str,
+    name: &str,
+    keys: &[&str],
+) -> Result<Option<Secret>, kube::Error> {
+    let key = Key::named::<Secret>(Some(namespace), name);
+    if let Some(copy) = applier.applied.trusted_copy::<Secret>(&key) {
+        return Ok(Some(copy));
+    }
+    let api: Api<Secret> = Api::namespaced(applier.client.clone(), namespace);
+    let Some(secret) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let slim = slim_secret(secret, keys);
+    applier.applied.keep_copy(slim.clone());
+    Ok(Some(slim))
+}
+
+/// `secret` with its name, namespace, resourceVersion and the data `keys` only (pure): what
+/// [`read_secret`] keeps, so the copies hold no more than their readers use.
+#[must_use]
+pub fn slim_secret(secret: Secret, keys: &[&str]) -> Secret {
+    let data = secret.data.map(|data| {
+        data.into_iter()
+            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .collect()
+    });
+    Secret {
+        metadata: ObjectMeta {
+            name: secret.metadata.name,
+            namespace: secret.metadata.namespace,
+            resource_version: secret.metadata.resource_version,
+            ..ObjectMeta::default()
+        },
+        data,
+        ..Secret::default()
+    }
 }
 
 /// Applies a cluster-scoped object unless it already matches. Returns whether it wrote.
@@ -224,5 +271,35 @@ mod tests {
         let changed = json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "spec": {"hard": {"pods": "10"}}});
         assert!(!is_subset(&changed, &actual));
         assert!(!is_subset(&json!({"l": [1, 2]}), &json!({"l": [1]})));
+    }
+
+    #[test]
+    fn a_slim_secret_keeps_only_the_keys_asked_for() {
+        use k8s_openapi::ByteString;
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("gamecell-sql".into()),
+                namespace: Some("t1".into()),
+                resource_version: Some("42".into()),
+                labels: Some([("a".to_owned(), "b".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [
+                    ("SQL_PASSWORD".to_owned(), ByteString(b"p".to_vec())),
+                    ("SQL_HOST".to_owned(), ByteString(b"h".to_vec())),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        let slim = slim_secret(secret, &["SQL_PASSWORD"]);
+        assert_eq!(slim.metadata.name.as_deref(), Some("gamecell-sql"));
+        assert_eq!(slim.metadata.namespace.as_deref(), Some("t1"));
+        assert_eq!(slim.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(slim.metadata.labels, None);
+        let data = slim.data.expect("data kept");
+        assert_eq!(data.len(), 1);
+        assert_eq!(data["SQL_PASSWORD"].0, b"p");
     }
 }

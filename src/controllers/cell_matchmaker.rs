@@ -8,20 +8,20 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::DeleteParams;
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::apply::{Applier, apply_cluster, apply_namespaced};
+use super::apply::{Applier, apply_cluster, apply_namespaced, read_secret};
 use crate::cell::tenancy::{
     CellIdentity, shared_namespace_conflict, shared_services_namespace, shared_services_objects,
 };
 use crate::crds::{GameCell, MatchmakingPool};
 use crate::workload::cell_matchmaker::{
-    self, CONFIG_NAME, CREDENTIAL_SECRET, NAME, existing_token, token_from,
+    self, CONFIG_NAME, CREDENTIAL_SECRET, KEY_TOKEN, NAME, existing_token, token_from,
 };
 
 /// The controller owner UIDs of the namespace `name`, or `None` when it does not exist.
@@ -70,8 +70,9 @@ pub async fn apply(
     // Each tenant's token: the one its Secret holds, or a new random one.
     let mut tokens = BTreeMap::new();
     for tenant in &spec.tenants {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &tenant.namespace);
-        let token = match existing_token(api.get_opt(CREDENTIAL_SECRET).await?.as_ref()) {
+        let current =
+            read_secret(applier, &tenant.namespace, CREDENTIAL_SECRET, &[KEY_TOKEN]).await?;
+        let token = match existing_token(current.as_ref()) {
             Some(token) => token,
             None => match random_token() {
                 Ok(token) => token,

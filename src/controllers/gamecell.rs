@@ -748,7 +748,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         // 5b. Shared cells: each tenant's own database and login on the SQL store, before the
         //     Secrets so that a new password is published only once the login has it.
         let tenant_sql = ensure_tenant_databases(
-            &client,
+            &applier,
             ctx.cloud.tenant_databases().as_ref(),
             spec,
             &uid,

@@ -22,13 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
 
 use crate::cell::tenant_sql::{
     self, Blocked, DesiredTenant, Engine, Removal, TENANT_DATABASES_READY, is_policy_password,
 };
 use crate::cloud::{DesiredResource, ObservedResource, ResourceKind, ResourceParams, Scope};
+use crate::controllers::apply::{Applier, read_secret};
 use crate::crds::gamecell::GameCellSpec;
 
 /// The key of the tenant's password in its `gamecell-sql` Secret.
@@ -303,11 +302,10 @@ fn shared_sql_store<'a>(
 /// The password in the tenant's `gamecell-sql` Secret, if it holds one the policy could have
 /// generated.
 async fn published_password(
-    client: &Client,
+    applier: &Applier,
     namespace: &str,
 ) -> Result<Option<String>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = api.get_opt(SQL_SECRET).await?;
+    let secret = read_secret(applier, namespace, SQL_SECRET, &[PASSWORD_KEY]).await?;
     Ok(secret
         .and_then(|s| s.data)
         .and_then(|d| d.get(PASSWORD_KEY).cloned())
@@ -321,7 +319,7 @@ async fn published_password(
 /// # Errors
 /// When the tenants' Secrets cannot be read (a Kubernetes API failure).
 pub async fn ensure_tenant_databases(
-    client: &Client,
+    applier: &Applier,
     databases: &dyn TenantDatabases,
     spec: &GameCellSpec,
     cell_uid: &str,
@@ -344,7 +342,7 @@ pub async fn ensure_tenant_databases(
     // apply owns SQL_PASSWORD, so leaving it out would delete it.
     let mut tenants = Vec::new();
     for t in &spec.tenants {
-        let (password, known) = match published_password(client, &t.namespace).await? {
+        let (password, known) = match published_password(applier, &t.namespace).await? {
             Some(p) => (p, true),
             None => match generate_password() {
                 Ok(p) => (p, false),
