@@ -548,13 +548,20 @@ impl Metrics {
     /// p50 and p99 of the reconcile duration of `kind` from the histogram's buckets (the upper
     /// bound of the bucket the quantile falls in).
     fn reconcile_quantiles(&self, kind: &str) -> (String, String, f64) {
-        let prefix = "gamecell_operator_reconcile_duration_seconds_bucket{";
+        let h = self.histogram("gamecell_operator_reconcile_duration_seconds", "kind", kind);
+        (h.quantile(0.5), h.quantile(0.99), h.count)
+    }
+
+    /// The histogram `metric` for the series whose `label` is `value`.
+    fn histogram(&self, metric: &str, label: &str, value: &str) -> HistogramSeries {
+        let bucket = format!("{metric}_bucket{{");
+        let wanted = format!("{label}=\"{value}\"");
         let mut buckets: Vec<(f64, f64)> = self
             .0
             .iter()
             .filter_map(|(k, v)| {
-                let labels = k.strip_prefix(prefix)?;
-                if !labels.contains(&format!("kind=\"{kind}\"")) {
+                let labels = k.strip_prefix(&bucket)?;
+                if !labels.contains(&wanted) {
                     return None;
                 }
                 let le = labels.split("le=\"").nth(1)?.split('"').next()?;
@@ -567,20 +574,66 @@ impl Metrics {
             })
             .collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let total = buckets.last().map_or(0.0, |b| b.1);
-        let q = |p: f64| {
-            buckets
-                .iter()
-                .find(|(_, c)| *c >= p * total)
-                .map_or("-".to_owned(), |(le, _)| {
-                    if le.is_infinite() {
-                        "> 10 s".into()
-                    } else {
-                        format!("≤ {} ms", le * 1000.0)
-                    }
-                })
+        let series = |suffix: &str| {
+            self.0
+                .get(&format!("{metric}_{suffix}{{{wanted}}}"))
+                .copied()
+                .unwrap_or(0.0)
         };
-        (q(0.5), q(0.99), total)
+        HistogramSeries {
+            count: buckets.last().map_or(0.0, |b| b.1),
+            sum: series("sum"),
+            buckets,
+        }
+    }
+
+    /// The values of `label` in the series of histogram `metric`.
+    fn histogram_labels(&self, metric: &str, label: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .by_label(&format!("{metric}_count"), label)
+            .into_iter()
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(k, _)| k)
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+/// One series of a histogram: cumulative buckets (upper bound, count), count and sum.
+struct HistogramSeries {
+    buckets: Vec<(f64, f64)>,
+    count: f64,
+    sum: f64,
+}
+
+impl HistogramSeries {
+    /// The upper bound of the bucket quantile `p` falls in.
+    fn quantile(&self, p: f64) -> String {
+        let largest = self
+            .buckets
+            .iter()
+            .rev()
+            .find(|(le, _)| le.is_finite())
+            .map_or(0.0, |b| b.0);
+        self.buckets
+            .iter()
+            .find(|(_, c)| *c >= p * self.count)
+            .map_or("-".to_owned(), |(le, _)| {
+                if le.is_infinite() {
+                    format!("> {largest} s")
+                } else {
+                    format!("≤ {} ms", le * 1000.0)
+                }
+            })
+    }
+
+    fn mean_ms(&self) -> f64 {
+        if self.count > 0.0 {
+            self.sum / self.count * 1000.0
+        } else {
+            f64::NAN
+        }
     }
 }
 
@@ -832,6 +885,7 @@ async fn main() {
     let before = operator.metrics().await;
     let (_, cpu_before) = operator.rss_and_cpu();
     let applied: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let namespaces_after: Arc<Mutex<Vec<f64>>> = Arc::default();
     let start = Instant::now();
     eprintln!(
         "bench: applying {} cells, {} services",
@@ -842,11 +896,13 @@ async fn main() {
         .map(|p| {
             let client = client.clone();
             let applied = applied.clone();
+            let namespaces_after = namespaces_after.clone();
             async move {
+                let cell_applied = Instant::now();
                 applied
                     .lock()
                     .expect("lock")
-                    .insert(format!("/{}", p.name), Instant::now());
+                    .insert(format!("/{}", p.name), cell_applied);
                 apply_retrying(&client, &p.cell).await;
                 // Services go into the cell's namespaces once the operator has made them.
                 let ns_api: Api<Namespace> = Api::all(client.clone());
@@ -855,6 +911,10 @@ async fn main() {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
+                namespaces_after
+                    .lock()
+                    .expect("lock")
+                    .push(cell_applied.elapsed().as_secs_f64());
                 for s in &p.services {
                     applied
                         .lock()
@@ -1154,6 +1214,66 @@ async fn main() {
     say(format!(
         "- Reconcile duration during convergence (histogram buckets): {}.",
         recon.join("; ")
+    ));
+    let passes = conv.by_label("gamecell_operator_cell_passes_total", "pass");
+    say(format!(
+        "- GameCell passes during convergence: {}.",
+        passes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let steps_metric = "gamecell_operator_cell_step_seconds";
+    let mut steps: Vec<(String, HistogramSeries)> = conv
+        .histogram_labels(steps_metric, "step")
+        .into_iter()
+        .map(|step| {
+            let h = conv.histogram(steps_metric, "step", &step);
+            (step, h)
+        })
+        .collect();
+    steps.sort_by(|a, b| b.1.sum.total_cmp(&a.1.sum));
+    say(format!(
+        "- Time in the steps of GameCell passes during convergence, largest total first (step: count, total s, mean ms, p99 bucket): {}.",
+        steps
+            .iter()
+            .map(|(step, h)| format!(
+                "{step} {} / {:.1} s / {:.1} ms / {}",
+                h.count,
+                h.sum,
+                h.mean_ms(),
+                h.quantile(0.99)
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    let latency_metric = "gamecell_operator_kube_request_seconds";
+    say(format!(
+        "- API request latency during convergence, by verb (count, mean ms, p50, p99 bucket): {}.",
+        conv.histogram_labels(latency_metric, "verb")
+            .iter()
+            .map(|verb| {
+                let h = conv.histogram(latency_metric, "verb", verb);
+                format!(
+                    "{verb} {} / {:.1} ms / {} / {}",
+                    h.count,
+                    h.mean_ms(),
+                    h.quantile(0.5),
+                    h.quantile(0.99)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    let mut ns_waits = namespaces_after.lock().expect("lock").clone();
+    ns_waits.sort_by(f64::total_cmp);
+    say(format!(
+        "- Cell apply to all its namespaces seen by the benchmark (what the services' applies wait for): p50 **{:.2} s**, p99 **{:.2} s**, max {:.2} s ({} cells).",
+        percentile(&ns_waits, 0.5),
+        percentile(&ns_waits, 0.99),
+        ns_waits.last().copied().unwrap_or(f64::NAN),
+        ns_waits.len()
     ));
     if !single_times.is_empty() {
         say(format!(

@@ -3,7 +3,11 @@
 //! Metric labels carry kinds, reasons and outcomes, never object names: a label per object is
 //! how an operator's `/metrics` grows without bound.
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -161,6 +165,23 @@ pub struct CellPassLabels {
     pub pass: &'static str,
 }
 
+/// Labels of the GameCell step histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CellStepLabels {
+    /// The step of a pass, in the order a full pass runs them: `bound` (the services and pools
+    /// bound to the cell), `light` (a whole light pass after `bound`), `policy`, `tenancy`,
+    /// `cell_matchmaker`, `cloud` (ensure and remove the stores), `prune_tenants`,
+    /// `tenant_sql`, `secrets`, `status`.
+    pub step: &'static str,
+}
+
+/// Labels of the Kubernetes API request latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    /// The verb, as in [`RequestLabels::verb`].
+    pub verb: &'static str,
+}
+
 /// Labels of the child-read counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChildReadLabels {
@@ -170,6 +191,45 @@ pub struct ChildReadLabels {
     /// unwatched child verified for the same desired object moments ago, see
     /// `controllers::applied::can_skip_unwatched`).
     pub outcome: &'static str,
+}
+
+/// The service under a counted client: counts each request by verb and resource, and times it
+/// by verb.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let labels = request_labels(request.method(), request.uri());
+        self.metrics.kube_requests.get_or_create(&labels).inc();
+        let latency = self
+            .metrics
+            .kube_request_seconds
+            .get_or_create(&VerbLabels { verb: labels.verb })
+            .clone();
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            latency.observe(started.elapsed().as_secs_f64());
+            response
+        })
+    }
 }
 
 /// Every metric the operator exports, registered once.
@@ -193,6 +253,40 @@ pub struct Metrics {
     pub child_reads: Family<ChildReadLabels, Counter>,
     /// GameCell reconciles by pass: `full` or `light` (see `controllers::settled`).
     pub cell_passes: Family<CellPassLabels, Counter>,
+    /// Time spent in each step of a GameCell pass (see [`StepTimer`]).
+    pub cell_steps: Family<CellStepLabels, Histogram>,
+    /// Time from sending a request to the API server to its response's headers, by verb (a
+    /// watch counts until its stream opens).
+    pub kube_request_seconds: Family<VerbLabels, Histogram>,
+}
+
+/// Buckets of the duration histograms, in seconds: up to a minute, so that a slow pass is
+/// measured rather than counted as "more than 10 s".
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// Times the steps of one GameCell pass: each [`StepTimer::lap`] records the time since the
+/// previous lap (or the start) under the step's name.
+pub struct StepTimer<'a> {
+    metrics: &'a Metrics,
+    last: Instant,
+}
+
+impl StepTimer<'_> {
+    /// Records the time since the last lap as `step`'s.
+    pub fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.metrics
+            .cell_steps
+            .get_or_create(&CellStepLabels { step })
+            .observe(now.duration_since(self.last).as_secs_f64());
+        self.last = now;
+    }
 }
 
 impl Default for Metrics {
@@ -208,11 +302,11 @@ impl Metrics {
         let mut registry = Registry::with_prefix("gamecell_operator");
         let reconciles = Family::<KindLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
-        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ])
-        });
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(duration_histogram);
+        let cell_steps =
+            Family::<CellStepLabels, Histogram>::new_with_constructor(duration_histogram);
+        let kube_request_seconds =
+            Family::<VerbLabels, Histogram>::new_with_constructor(duration_histogram);
         let ready = Gauge::default();
         let leader = Gauge::default();
         let kube_requests = Family::<RequestLabels, Counter>::default();
@@ -223,6 +317,16 @@ impl Metrics {
             "cell_passes",
             "GameCell reconciles by pass: full, or light (services and status only, within the resync interval of a settled full pass of the same generation)",
             cell_passes.clone(),
+        );
+        registry.register(
+            "cell_step_seconds",
+            "Time spent in each step of a GameCell pass",
+            cell_steps.clone(),
+        );
+        registry.register(
+            "kube_request_seconds",
+            "Time from a request to the API server to its response headers, by verb",
+            kube_request_seconds.clone(),
         );
         registry.register(
             "child_reads",
@@ -271,26 +375,31 @@ impl Metrics {
             cloud_calls,
             child_reads,
             cell_passes,
+            cell_steps,
+            kube_request_seconds,
         }
     }
 
-    /// A Kubernetes client for `config` that counts every request it sends in `kube_requests`.
+    /// A timer of the steps of one GameCell pass, started now.
+    #[must_use]
+    pub fn step_timer(&self) -> StepTimer<'_> {
+        StepTimer {
+            metrics: self,
+            last: Instant::now(),
+        }
+    }
+
+    /// A Kubernetes client for `config` that counts every request it sends in `kube_requests`
+    /// and times it in `kube_request_seconds`.
     ///
     /// # Errors
     /// When the client cannot be built from the configuration (bad TLS material, say).
-    pub fn counted_client(
-        self: &std::sync::Arc<Self>,
-        config: kube::Config,
-    ) -> kube::Result<kube::Client> {
+    pub fn counted_client(self: &Arc<Self>, config: kube::Config) -> kube::Result<kube::Client> {
         let metrics = self.clone();
-        let count =
-            tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-                metrics
-                    .kube_requests
-                    .get_or_create(&request_labels(request.method(), request.uri()))
-                    .inc();
-                request
-            });
+        let count = tower::layer::layer_fn(move |inner| Counted {
+            inner,
+            metrics: metrics.clone(),
+        });
         Ok(kube::client::ClientBuilder::try_from(config)?
             .with_layer(&count)
             .build())
@@ -332,6 +441,74 @@ mod tests {
     fn labels(method: &str, uri: &str) -> (&'static str, String) {
         let l = request_labels(&method.parse().expect("method"), &uri.parse().expect("uri"));
         (l.verb, l.resource)
+    }
+
+    #[test]
+    fn each_lap_is_recorded_under_its_step() {
+        let m = Metrics::new();
+        let mut timer = m.step_timer();
+        timer.lap("tenancy");
+        timer.lap("status");
+        timer.lap("status");
+        let text = m.encode();
+        assert!(
+            text.contains("gamecell_operator_cell_step_seconds_count{step=\"tenancy\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gamecell_operator_cell_step_seconds_count{step=\"status\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "gamecell_operator_cell_step_seconds_bucket{le=\"60.0\",step=\"status\"} 2"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_counted_service_counts_and_times_each_request_by_verb() {
+        use tower::{Service, ServiceExt};
+        let m = Arc::new(Metrics::new());
+        let inner = tower::service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let mut counted = Counted {
+            inner,
+            metrics: m.clone(),
+        };
+        for _ in 0..2 {
+            let request = http::Request::get("/api/v1/namespaces/a/secrets/s")
+                .body(())
+                .expect("request");
+            counted
+                .ready()
+                .await
+                .expect("ready")
+                .call(request)
+                .await
+                .expect("response");
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "gamecell_operator_kube_requests_total{verb=\"get\",resource=\"secrets\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("gamecell_operator_kube_request_seconds_count{verb=\"get\"} 2"),
+            "{text}"
+        );
+        // Both took at least 30 ms: none fell in the 25 ms bucket.
+        assert!(
+            text.contains(
+                "gamecell_operator_kube_request_seconds_bucket{le=\"0.025\",verb=\"get\"} 0"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

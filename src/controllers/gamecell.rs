@@ -580,9 +580,11 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         ..Outcome::default()
     };
     let key = format!("GameCell/{name}");
+    let mut steps = ctx.metrics.step_timer();
     // One read of the services and pools bound to the cell, for the cell matchmaker and the
     // status alike.
     let (bound_services, bound_pools) = bound_to(ctx, cell).await?;
+    steps.lap("bound");
 
     // 0. Within the resync interval of a settled full pass of this generation, what woke the
     //    cell can only be its services: a light pass (`controllers::settled`).
@@ -601,6 +603,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         let applier = ctx.placement.applier_for(cell);
         super::cell_matchmaker::apply(&applier, cell, identity, &bound_pools).await?;
         publish_status(ctx, cell, &mut outcome, &bound_services, &bound_pools).await?;
+        steps.lap("light");
         return Ok(Action::requeue(left));
     }
     count_pass(ctx, "full");
@@ -617,6 +620,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     }
     let compliant =
         outcome.violations.is_empty() && outcome.cluster.as_ref().is_none_or(Vec::is_empty);
+    steps.lap("policy");
     let mut observed: BTreeMap<(ResourceKind, String), ObservedResource> = BTreeMap::new();
     // Whether this pass asked the cloud to create (or finish creating) a store.
     let mut requested = false;
@@ -630,8 +634,10 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             uid: &uid,
         };
         apply_tenancy(&applier, identity, spec).await?;
+        steps.lap("tenancy");
         // 3b. Shared cells: the cell matchmaker serving every tenant's pools.
         super::cell_matchmaker::apply(&applier, cell, identity, &bound_pools).await?;
+        steps.lap("cell_matchmaker");
 
         // 4. The cloud resources.
         let seen: Vec<&str> = previous
@@ -743,7 +749,9 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
                 }
             }
         }
+        steps.lap("cloud");
         prune_tenants(&client, ctx, cell, &uid).await?;
+        steps.lap("prune_tenants");
 
         // 5b. Shared cells: each tenant's own database and login on the SQL store, before the
         //     Secrets so that a new password is published only once the login has it.
@@ -758,6 +766,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         )
         .await?;
         record_tenant_databases(&mut outcome, tenant_sql.as_ref());
+        steps.lap("tenant_sql");
 
         // 6. Connection Secrets in each tenant's namespace, for the stores that exist. The
         //    services of a namespace whose Secrets changed are woken: they roll their pods to
@@ -778,10 +787,12 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
                 ctx.wakeups.wake_in(&tenant.namespace, &bound_services);
             }
         }
+        steps.lap("secrets");
     }
 
     // 7. Status, Events on transitions, and when to look again.
     publish_status(ctx, cell, &mut outcome, &bound_services, &bound_pools).await?;
+    steps.lap("status");
     ctx.settled.record(&uid, generation, &outcome, started);
 
     Ok(if outcome.transient.is_some() {
