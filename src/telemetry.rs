@@ -186,7 +186,9 @@ pub struct VerbLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChildReadLabels {
     /// `sent` (the apply step read the child back), `skipped` (the applied memo and the
-    /// child's metadata watch showed it unchanged since it was last verified), `unwatched`
+    /// child's metadata watch showed it unchanged since it was last verified), `absent` (not
+    /// read: a child with the managed-by label missing from its kind's trusted watch, written
+    /// at once, see `controllers::applied::known_absent`), `unwatched`
     /// (read back: a kind without a metadata watch, i.e. Secrets) or `recent` (not read: an
     /// unwatched child verified for the same desired object moments ago, see
     /// `controllers::applied::can_skip_unwatched`).
@@ -330,7 +332,7 @@ impl Metrics {
         );
         registry.register(
             "child_reads",
-            "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified), unwatched (a kind without a watch, read back) or recent (an unwatched child verified for the same desired object less than a minute ago, not read)",
+            "Reads of a child before applying it: sent, skipped (its metadata watch showed it unchanged since last verified), absent (a labelled child its trusted watch does not hold, written without a read), unwatched (a kind without a watch, read back) or recent (an unwatched child verified for the same desired object less than a minute ago, not read)",
             child_reads.clone(),
         );
         registry.register(

@@ -165,6 +165,29 @@ pub fn can_skip(
         && now.saturating_duration_since(memo.at) < REVERIFY_AFTER
 }
 
+/// Whether a watched child is known not to exist (pure): the kind's (healthy, synced) store,
+/// which holds every child carrying the operator's managed-by label, does not hold it, and the
+/// desired object carries that label. Then a read could only answer "not found" (or, in the
+/// moment a watch lags, show a child without every desired field, as the label is one of them):
+/// either way the apply must write, so it writes without reading. A desired object without
+/// the label is never in the store and is always read first, or it would be written at every
+/// reconcile.
+#[must_use]
+pub fn known_absent(watched: Option<&str>, store_trusted: bool, desired_labelled: bool) -> bool {
+    desired_labelled && store_trusted && watched.is_none()
+}
+
+/// How the apply step learns what a child holds now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Verified at the version the watch shows: no read, no write.
+    Skip,
+    /// Known not to exist ([`known_absent`]): no read, a write.
+    Absent,
+    /// A GET, then a write only if it differs.
+    Get,
+}
+
 /// What this process last verified of an unwatched child (a connection Secret).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeenUnwatched {
@@ -424,10 +447,18 @@ impl Applied {
         );
     }
 
-    /// Whether the apply of `key` with a desired object hashing to `desired` may skip its read.
-    /// Counted in the `child_reads` metric.
+    /// Whether the apply of `key` with a desired object hashing to `desired` may skip its read
+    /// ([`Applied::read_of`] for a desired object without the managed-by label).
     #[must_use]
     pub fn can_skip(&self, key: &Key, desired: u64) -> bool {
+        self.read_of(key, desired, false) == Read::Skip
+    }
+
+    /// How the apply of `key`, with a desired object hashing to `desired` that carries the
+    /// managed-by label or not (`labelled`), learns what the child holds now. Counted in the
+    /// `child_reads` metric.
+    #[must_use]
+    pub fn read_of(&self, key: &Key, desired: u64, labelled: bool) -> Read {
         if !self.watched.contains_key(&key.kind) {
             let now = Instant::now();
             let memo = lock(&self.unwatched).get(key).cloned();
@@ -441,26 +472,28 @@ impl Applied {
             );
             let outcome = if skip { "recent" } else { "unwatched" };
             self.reads.get_or_create(&ChildReadLabels { outcome }).inc();
-            return skip;
+            return if skip { Read::Skip } else { Read::Get };
         }
-        let skip = self.watched.get(&key.kind).map(|watched| {
+        let read = self.watched.get(&key.kind).map_or(Read::Get, |watched| {
             let now = Instant::now();
             let memo = lock(&self.memo).get(key).cloned();
-            can_skip(
-                memo.as_ref(),
-                desired,
-                (watched.version)(key.namespace.as_deref(), &key.name).as_deref(),
-                watched.health.trusted(now),
-                now,
-            )
+            let version = (watched.version)(key.namespace.as_deref(), &key.name);
+            let trusted = watched.health.trusted(now);
+            if can_skip(memo.as_ref(), desired, version.as_deref(), trusted, now) {
+                Read::Skip
+            } else if known_absent(version.as_deref(), trusted, labelled) {
+                Read::Absent
+            } else {
+                Read::Get
+            }
         });
-        let outcome = match skip {
-            Some(true) => "skipped",
-            Some(false) => "sent",
-            None => "unwatched",
+        let outcome = match read {
+            Read::Skip => "skipped",
+            Read::Absent => "absent",
+            Read::Get => "sent",
         };
         self.reads.get_or_create(&ChildReadLabels { outcome }).inc();
-        skip == Some(true)
+        read
     }
 
     /// The resourceVersion of `namespace` in the Namespace watch's store, and whether that store
@@ -1159,6 +1192,49 @@ mod tests {
             .get_or_create(&ChildReadLabels { outcome: "skipped" })
             .get();
         assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn a_labelled_child_missing_from_a_trusted_watch_is_written_without_a_read() {
+        assert!(known_absent(None, true, true));
+        assert!(!known_absent(Some("5"), true, true), "in the store: read");
+        assert!(!known_absent(None, false, true), "the watch failed: read");
+        assert!(
+            !known_absent(None, true, false),
+            "without the label it is never in the store: read"
+        );
+
+        let store = Arc::new(Mutex::new(HashMap::new()));
+        let (applied, health) = watching_config_maps(store.clone());
+        let key = Key {
+            kind: "v1/ConfigMap".into(),
+            namespace: Some("ns".into()),
+            name: "c".into(),
+        };
+        assert_eq!(applied.read_of(&key, 1, true), Read::Absent);
+        assert_eq!(applied.read_of(&key, 1, false), Read::Get);
+        health.failed(Instant::now());
+        assert_eq!(applied.read_of(&key, 1, true), Read::Get);
+        health.progressed();
+        lock(&store).insert("c".into(), "5".into());
+        assert_eq!(applied.read_of(&key, 1, true), Read::Get, "exists: read");
+        applied.record(key.clone(), 1, Some("5".into()));
+        assert_eq!(applied.read_of(&key, 1, true), Read::Skip);
+        let secret = Key {
+            kind: "v1/Secret".into(),
+            namespace: Some("ns".into()),
+            name: "s".into(),
+        };
+        assert_eq!(
+            applied.read_of(&secret, 1, true),
+            Read::Get,
+            "an unwatched kind is never known absent"
+        );
+        let absent = applied
+            .reads
+            .get_or_create(&ChildReadLabels { outcome: "absent" })
+            .get();
+        assert_eq!(absent, 1);
     }
 
     #[test]

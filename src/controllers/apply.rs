@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::applied::{Applied, Key, desired_hash};
+use super::applied::{Applied, Key, Read, desired_hash};
 use super::{Error, FIELD_MANAGER};
+use crate::cell::tenancy::{LABEL_MANAGED_BY, MANAGED_BY};
 
 /// A namespaced object the apply step can write: what every tenant child, workload object and
 /// connection Secret is.
@@ -209,14 +210,24 @@ where
 {
     let key = Key::of(obj);
     let hash = desired_hash(obj)?;
-    if applied.can_skip(&key, hash) {
+    let labelled = obj
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MANAGED_BY))
+        .is_some_and(|v| v == MANAGED_BY);
+    let read = applied.read_of(&key, hash, labelled);
+    if read == Read::Skip {
         return Ok(Seen {
             written: false,
             object: None,
         });
     }
     let name = obj.name_any();
-    let current = api.get_opt(&name).await?;
+    let current = match read {
+        Read::Get => api.get_opt(&name).await?,
+        Read::Absent | Read::Skip => None,
+    };
     if !needs_apply(obj, current.as_ref())? {
         // Verified unchanged at this resourceVersion.
         applied.record(

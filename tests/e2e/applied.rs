@@ -394,6 +394,7 @@ async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
         .next()
         .expect("a tenant network policy");
     let (policy_name, policy_uid) = (policy.name_any(), policy.uid());
+    let before_repair = operator.counters();
     policies
         .delete(&policy_name, &DeleteParams::default())
         .await
@@ -421,6 +422,18 @@ async fn quiet_resyncs_read_no_child_back_and_drift_is_still_repaired() {
         },
     )
     .await;
+
+    // The deleted policy, gone from its kind's watch, was written back without a read first
+    // (`controllers::applied::known_absent`).
+    let repair = delta(&before_repair, &operator.counters());
+    assert!(
+        repair
+            .get("gamecell_operator_child_reads_total{outcome=\"absent\"}")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "the deleted policy was recreated without a read: {repair:#?}"
+    );
 
     // And once repaired, quiet again.
     wait_quiet(&operator, RESYNC * 3).await;
