@@ -589,14 +589,12 @@ impl Metrics {
 
     /// The values of `label` in the series of histogram `metric`.
     fn histogram_labels(&self, metric: &str, label: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .by_label(&format!("{metric}_count"), label)
+        // `by_label` groups by the label's value: each appears once, in order.
+        self.by_label(&format!("{metric}_count"), label)
             .into_iter()
             .filter(|(_, v)| *v > 0.0)
             .map(|(k, _)| k)
-            .collect();
-        out.dedup();
-        out
+            .collect()
     }
 }
 
