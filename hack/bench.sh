@@ -25,6 +25,9 @@ N_AWS="${BENCH_N_AWS:-100}"
 N_FAKE="${BENCH_N_FAKE:-1000}"
 IDLE="${BENCH_IDLE_SECONDS:-300}"
 SINGLE="${BENCH_SINGLE:-20}"
+# How long a run waits for everything Ready before it reports what it has (the report says how
+# many were Ready).
+TIMEOUT="${BENCH_TIMEOUT_SECONDS:-1800}"
 ONLY="${BENCH_ONLY:-}"
 # The operator's admin port: another run on the machine (a demo, another checkout's benchmark)
 # may hold the default, and the benchmark would then read that operator's metrics.
@@ -61,7 +64,7 @@ run_operator() {
   machine
   local start=$SECONDS
   (cd "$REPO_ROOT" && cargo bench --locked --bench operator -- \
-    --n "$n" --cloud "$cloud" --idle-seconds "$IDLE" --single "$SINGLE" \
+    --n "$n" --cloud "$cloud" --idle-seconds "$IDLE" --single "$SINGLE" --timeout-seconds "$TIMEOUT" \
     --operator-bin "$TARGET/release/gamecell-operator" --admin-port "$ADMIN_PORT" \
     --out "$OUT/operator-$cloud-$n.md")
   log "N=$n ($cloud) done in $((SECONDS - start))s; report: $OUT/operator-$cloud-$n.md"
