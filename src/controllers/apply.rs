@@ -2,13 +2,10 @@
 //! the object already holds every field we own (so a resync with nothing new writes nothing).
 //! The read that decides it is itself skipped when the applied memo shows the child unchanged
 //! since it was last verified (see `applied`), so a resync with nothing new sends nothing.
-//! Applies that do not depend on each other run together, a bounded number at once (`together`).
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
@@ -85,36 +82,6 @@ impl Applier {
     pub fn applied(&self) -> &Applied {
         &self.applied
     }
-}
-
-/// How many of one pass's applies are in flight at once. A pass used to send its applies one
-/// after another, at 56-190 ms each on a loaded 2-core API server, so a Shared cell's first pass
-/// took about 1.5 s while its tenants' services waited for the namespaces (BENCHMARKS.md, issue
-/// 5). With the controllers' 16 concurrent reconciles this bounds the operator at 128 requests in
-/// flight, well under the API server's default of 400 (200 mutating).
-pub const APPLY_FANOUT: usize = 8;
-
-/// Runs `applies` concurrently, at most [`APPLY_FANOUT`] in flight, each to completion, and
-/// returns their results in the order given, or the first error in that order. A `Vec`, not an
-/// iterator: a lazy `map` held across the await would make the caller's future fail the `Send`
-/// check that the controllers' reconcilers need ("FnOnce is not general enough"). Not "the first to
-/// fail": a pass that meets two refusals reports the same one every time, so a condition built
-/// from it does not flap (and write) from pass to pass. Applies that depend on each other (a
-/// namespace before its objects) go in separate calls.
-///
-/// # Errors
-/// The first error of `applies`, in their order.
-pub async fn together<T, E>(applies: Vec<BoxFuture<'_, Result<T, E>>>) -> Result<Vec<T>, E> {
-    each_of(applies).await.into_iter().collect()
-}
-
-/// Runs `applies` as [`together`] does and returns every result, in the order given: for a
-/// caller that acts on each success even when another apply failed.
-pub async fn each_of<T, E>(applies: Vec<BoxFuture<'_, Result<T, E>>>) -> Vec<Result<T, E>> {
-    futures::stream::iter(applies)
-        .buffered(APPLY_FANOUT)
-        .collect()
-        .await
 }
 
 /// Whether every field of `desired` is present in `actual` with the same value. Lists must match
@@ -345,56 +312,5 @@ mod tests {
         let data = slim.data.expect("data kept");
         assert_eq!(data.len(), 1);
         assert_eq!(data["SQL_PASSWORD"].0, b"p");
-    }
-
-    /// An apply that counts itself in flight, waits `delay_ms`, and answers `result`.
-    fn counted(
-        flight: &std::sync::Arc<(
-            std::sync::atomic::AtomicUsize,
-            std::sync::atomic::AtomicUsize,
-        )>,
-        delay_ms: u64,
-        result: Result<u32, &'static str>,
-    ) -> BoxFuture<'static, Result<u32, &'static str>> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let flight = flight.clone();
-        Box::pin(async move {
-            let now = flight.0.fetch_add(1, SeqCst) + 1;
-            flight.1.fetch_max(now, SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-            flight.0.fetch_sub(1, SeqCst);
-            result
-        })
-    }
-
-    #[tokio::test]
-    async fn applies_together_run_at_most_the_fanout_at_once_and_answer_in_their_order() {
-        use std::sync::atomic::Ordering::SeqCst;
-        let flight = std::sync::Arc::default();
-        let applies = (0..20).map(|i| counted(&flight, 5, Ok(i))).collect();
-        let answers = together(applies).await.expect("no apply fails");
-        assert_eq!(answers, (0..20).collect::<Vec<_>>());
-        let (in_flight, most): &(_, _) = &flight;
-        assert_eq!(in_flight.load(SeqCst), 0);
-        assert_eq!(most.load(SeqCst), APPLY_FANOUT);
-    }
-
-    #[tokio::test]
-    async fn the_first_error_in_order_is_returned_not_the_first_to_fail() {
-        let flight = std::sync::Arc::default();
-        // "slow" fails after "quick" has failed; it comes first, so it is the answer.
-        let applies = vec![
-            counted(&flight, 0, Ok(1)),
-            counted(&flight, 30, Err("slow")),
-            counted(&flight, 0, Err("quick")),
-        ];
-        assert_eq!(together(applies).await, Err("slow"));
-        // Every apply ran to the end, and each answer is kept for the caller that needs them.
-        let applies = vec![
-            counted(&flight, 0, Err("first")),
-            counted(&flight, 10, Ok(2)),
-            counted(&flight, 0, Ok(3)),
-        ];
-        assert_eq!(each_of(applies).await, vec![Err("first"), Ok(2), Ok(3)]);
     }
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::DeleteParams;
@@ -16,11 +15,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::apply::{Applier, apply_cluster, apply_namespaced, read_secret, together};
+use super::apply::{Applier, apply_cluster, apply_namespaced, read_secret};
 use crate::cell::tenancy::{
     CellIdentity, shared_namespace_conflict, shared_services_namespace, shared_services_objects,
 };
-use crate::crds::gamecell::TenantSpec;
 use crate::crds::{GameCell, MatchmakingPool};
 use crate::workload::cell_matchmaker::{
     self, CONFIG_NAME, CREDENTIAL_SECRET, KEY_TOKEN, NAME, existing_token, token_from,
@@ -65,26 +63,29 @@ pub async fn apply(
         return Ok(());
     }
     apply_cluster(applier, &shared.namespace).await?;
-    together(
-        shared
-            .network_policies
-            .iter()
-            .map(|policy| apply_namespaced(applier, policy).boxed())
-            .collect(),
-    )
-    .await?;
+    for policy in &shared.network_policies {
+        apply_namespaced(applier, policy).await?;
+    }
 
-    // Each tenant's token: the one its Secret holds, or a new random one. The tenants at once.
-    let tokens: BTreeMap<String, String> = together(
-        spec.tenants
-            .iter()
-            .map(|tenant| tenant_token(applier, identity, tenant).boxed())
-            .collect(),
-    )
-    .await?
-    .into_iter()
-    .flatten()
-    .collect();
+    // Each tenant's token: the one its Secret holds, or a new random one.
+    let mut tokens = BTreeMap::new();
+    for tenant in &spec.tenants {
+        let current =
+            read_secret(applier, &tenant.namespace, CREDENTIAL_SECRET, &[KEY_TOKEN]).await?;
+        let token = match existing_token(current.as_ref()) {
+            Some(token) => token,
+            None => match random_token() {
+                Ok(token) => token,
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.name, error = %e, "cannot draw a matchmaker token; retried at the next reconcile");
+                    continue;
+                }
+            },
+        };
+        let secret = cell_matchmaker::credential_secret(identity, tenant, &token);
+        apply_namespaced(applier, &secret).await?;
+        tokens.insert(tenant.name.clone(), token);
+    }
 
     let served = cell_matchmaker::served_pools(cell, pools);
     let built = if served.is_empty() {
@@ -103,53 +104,20 @@ pub async fn apply(
         Some(objects) => {
             // The configuration first: the Deployment's annotation wakes the pools' controller,
             // which then reads a ConfigMap that already holds them.
-            // The tokens with it: the Deployment mounts them.
-            together(vec![
-                apply_namespaced(applier, &objects.config_map).boxed(),
-                apply_namespaced(applier, &objects.tokens_secret).boxed(),
-            ])
-            .await?;
-            together(vec![
-                apply_namespaced(applier, &objects.deployment).boxed(),
-                apply_namespaced(applier, &objects.service).boxed(),
-            ])
-            .await?;
+            apply_namespaced(applier, &objects.config_map).await?;
+            apply_namespaced(applier, &objects.tokens_secret).await?;
+            apply_namespaced(applier, &objects.deployment).await?;
+            apply_namespaced(applier, &objects.service).await?;
         }
         None => {
             // No pool to serve: no idle matchmaker. Credentials and policies stay.
             let uid = identity.uid;
-            together(vec![
-                delete_owned::<Deployment>(client, &namespace, NAME, uid).boxed(),
-                delete_owned::<Service>(client, &namespace, NAME, uid).boxed(),
-                delete_owned::<ConfigMap>(client, &namespace, CONFIG_NAME, uid).boxed(),
-            ])
-            .await?;
+            delete_owned::<Deployment>(client, &namespace, NAME, uid).await?;
+            delete_owned::<Service>(client, &namespace, NAME, uid).await?;
+            delete_owned::<ConfigMap>(client, &namespace, CONFIG_NAME, uid).await?;
         }
     }
     Ok(())
-}
-
-/// The matchmaker token of `tenant`, written to its credential Secret: the one the Secret holds,
-/// or a new random one (`None`, logged, when none can be drawn: retried at the next pass).
-async fn tenant_token(
-    applier: &Applier,
-    identity: CellIdentity<'_>,
-    tenant: &TenantSpec,
-) -> Result<Option<(String, String)>, Error> {
-    let current = read_secret(applier, &tenant.namespace, CREDENTIAL_SECRET, &[KEY_TOKEN]).await?;
-    let token = match existing_token(current.as_ref()) {
-        Some(token) => token,
-        None => match random_token() {
-            Ok(token) => token,
-            Err(e) => {
-                tracing::warn!(tenant = %tenant.name, error = %e, "cannot draw a matchmaker token; retried at the next reconcile");
-                return Ok(None);
-            }
-        },
-    };
-    let secret = cell_matchmaker::credential_secret(identity, tenant, &token);
-    apply_namespaced(applier, &secret).await?;
-    Ok(Some((tenant.name.clone(), token)))
 }
 
 /// Deletes `name` in `namespace` if it exists and `owner_uid` controls it.

@@ -12,12 +12,10 @@
 //! interval of a settled full pass) is a light pass: the services and the status, nothing of the
 //! cloud or the tenants' objects (`controllers::settled`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,8 +27,7 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::applied::PruneKey;
-use super::apply::{Applier, apply_cluster, apply_namespaced, each_of, together};
+use super::apply::{Applier, apply_cluster, apply_namespaced};
 use super::conditions::{Desired, find, merge};
 use super::status::apply_status;
 use super::{Context, Error, PERMANENT_RETRY};
@@ -631,6 +628,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
     if compliant && outcome.blocker.is_none() && outcome.transient.is_none() {
         // 3. The tenants' Kubernetes objects, in the cluster the cell runs in.
         let applier = ctx.placement.applier_for(cell);
+        let client = applier.client().clone();
         let identity = CellIdentity {
             name: &name,
             uid: &uid,
@@ -752,7 +750,7 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
             }
         }
         steps.lap("cloud");
-        prune_tenants(&applier, ctx, cell, &uid).await?;
+        prune_tenants(&client, ctx, cell, &uid).await?;
         steps.lap("prune_tenants");
 
         // 5b. Shared cells: each tenant's own database and login on the SQL store, before the
@@ -773,7 +771,6 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
         // 6. Connection Secrets in each tenant's namespace, for the stores that exist. The
         //    services of a namespace whose Secrets changed are woken: they roll their pods to
         //    the new version, or stop waiting for a Secret that was missing.
-        let mut secrets = Vec::new();
         for tenant in &spec.tenants {
             let password = tenant_sql
                 .as_ref()
@@ -781,30 +778,15 @@ async fn apply(cell: &GameCell, ctx: &Context) -> Result<Action, Error> {
                 .map(String::as_str);
             let data =
                 with_sql_password(connection_data(spec, tenant, &desired, &observed), password);
+            let mut wrote = false;
             for (store, data) in data {
                 let secret = connection_secret(identity, &tenant.namespace, store, data);
-                secrets.push((tenant.namespace.as_str(), secret));
+                wrote |= apply_namespaced(&applier, &secret).await?;
+            }
+            if wrote {
+                ctx.wakeups.wake_in(&tenant.namespace, &bound_services);
             }
         }
-        let results = each_of(
-            secrets
-                .iter()
-                .map(|(_, secret)| apply_namespaced(&applier, secret).boxed())
-                .collect(),
-        )
-        .await;
-        // A namespace whose Secret was written is woken even when another tenant's failed: the
-        // retry finds that write verified and would not wake it.
-        let woken: BTreeSet<&str> = secrets
-            .iter()
-            .zip(&results)
-            .filter(|(_, written)| matches!(written, Ok(true)))
-            .map(|((namespace, _), _)| *namespace)
-            .collect();
-        for namespace in woken {
-            ctx.wakeups.wake_in(namespace, &bound_services);
-        }
-        results.into_iter().collect::<Result<Vec<bool>, Error>>()?;
         steps.lap("secrets");
     }
 
@@ -949,12 +931,12 @@ async fn remove_stale(
 /// Deletes the namespaces of tenants removed from the spec (and with them every object in
 /// them): only namespaces labelled and owned by this very cell.
 async fn prune_tenants(
-    applier: &Applier,
+    client: &Client,
     ctx: &Context,
     cell: &GameCell,
     uid: &str,
 ) -> Result<(), Error> {
-    let api: Api<Namespace> = Api::all(applier.client().clone());
+    let api: Api<Namespace> = Api::all(client.clone());
     // Tenant namespaces carry the tenant label; the cell's shared-services namespace does not.
     let selector = format!("{LABEL_CELL}={},{LABEL_TENANT}", cell.name_any());
     let wanted: Vec<&str> = cell
@@ -963,14 +945,6 @@ async fn prune_tenants(
         .iter()
         .map(|t| t.namespace.as_str())
         .collect();
-    // The list is skipped when the last prune kept the same tenants recently and no tenant
-    // namespace has been written since (a write forgets the cell's prunes): what the prune
-    // memo does for the services' children, here for a list each full pass sent.
-    let memo_key = PruneKey::of::<Namespace>(None, &selector, uid);
-    let keep: Vec<String> = wanted.iter().map(|&n| n.to_owned()).collect();
-    if applier.applied().can_skip_prune(&memo_key, &keep) {
-        return Ok(());
-    }
     for ns in api
         .list_metadata(&ListParams::default().labels(&selector))
         .await?
@@ -992,7 +966,6 @@ async fn prune_tenants(
         )
         .await;
     }
-    applier.applied().record_prune(memo_key, &keep);
     Ok(())
 }
 
@@ -1032,28 +1005,18 @@ async fn apply_tenancy(
     identity: CellIdentity<'_>,
     spec: &GameCellSpec,
 ) -> Result<(), Error> {
-    let tenants = tenant_objects(identity, spec);
-    // Every tenant at once: the namespaces first, then what goes in them.
-    together(
-        tenants
-            .iter()
-            .map(|tenant| apply_cluster(applier, &tenant.namespace).boxed())
-            .collect(),
-    )
-    .await?;
-    let mut inside: Vec<BoxFuture<'_, Result<bool, Error>>> = Vec::new();
-    for tenant in &tenants {
+    for tenant in tenant_objects(identity, spec) {
+        apply_cluster(applier, &tenant.namespace).await?;
         if let Some(quota) = &tenant.resource_quota {
-            inside.push(apply_namespaced(applier, quota).boxed());
+            apply_namespaced(applier, quota).await?;
         }
         if let Some(limits) = &tenant.limit_range {
-            inside.push(apply_namespaced(applier, limits).boxed());
+            apply_namespaced(applier, limits).await?;
         }
         for policy in &tenant.network_policies {
-            inside.push(apply_namespaced(applier, policy).boxed());
+            apply_namespaced(applier, policy).await?;
         }
     }
-    together(inside).await?;
     Ok(())
 }
 

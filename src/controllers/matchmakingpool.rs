@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -26,12 +25,12 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::Instrument;
 
-use super::apply::{Applier, together};
+use super::apply::Applier;
 use super::cells_seen::CellsSeen;
 use super::conditions::merge;
 use super::playerservice::{
-    ChildError, announce, apply_child, apply_child_seen, apply_optional, deployment_now, floor,
-    prune, requeue_after,
+    ChildError, announce, apply_child, apply_child_seen, deployment_now, floor, prune,
+    requeue_after,
 };
 use super::status::apply_status;
 use super::triggers::{
@@ -169,30 +168,18 @@ async fn apply_objects(
     applier: &Applier,
     objects: &PoolObjects,
 ) -> Result<Vec<Option<Deployment>>, ChildError> {
-    // The configuration the matchmakers read first, then every instance and the policy at once;
-    // the first error in this order is the one reported.
     apply_child(applier, &objects.config_map).await?;
-    let instances = objects.instances.iter().map(|instance| {
-        async move {
-            let (deployment, service, autoscaler) = futures::join!(
-                apply_child_seen(applier, &instance.deployment),
-                apply_child(applier, &instance.service),
-                apply_optional(applier, instance.autoscaler.as_ref()),
-            );
-            let deployment = deployment?;
-            service?;
-            autoscaler?;
-            Ok(deployment)
+    let mut deployments = Vec::with_capacity(objects.instances.len());
+    for instance in &objects.instances {
+        deployments.push(apply_child_seen(applier, &instance.deployment).await?);
+        apply_child(applier, &instance.service).await?;
+        if let Some(hpa) = &instance.autoscaler {
+            apply_child(applier, hpa).await?;
         }
-        .boxed()
-    });
-    let instances = together(instances.collect());
-    let (deployments, policy) = futures::join!(
-        instances,
-        apply_optional(applier, objects.network_policy.as_ref())
-    );
-    let deployments = deployments?;
-    policy?;
+    }
+    if let Some(policy) = &objects.network_policy {
+        apply_child(applier, policy).await?;
+    }
     Ok(deployments)
 }
 

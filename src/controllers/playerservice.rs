@@ -15,7 +15,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Secret;
@@ -33,7 +32,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use super::applied::{Key, PruneKey};
-use super::apply::{Applier, NamespacedChild, apply_namespaced_seen, together};
+use super::apply::{Applier, NamespacedChild, apply_namespaced_seen};
 use super::cells_seen::CellsSeen;
 use super::conditions::{find, merge};
 use super::status::apply_status;
@@ -180,25 +179,15 @@ async fn deploy(
         Err(refusal) => return Ok(Outcome::Refused(refusal)),
     };
 
-    // What the pods need first (their account and configuration), then the rest at once; the
-    // first error in this order is the one reported, whichever finished first.
     let applied: Result<Option<Deployment>, ChildError> = async {
-        let (account, config) = futures::join!(
-            apply_child(&applier, &objects.service_account),
-            apply_child(&applier, &objects.config_map),
-        );
-        account?;
-        config?;
-        let (deployment, service, budget, autoscaler) = futures::join!(
-            apply_child_seen(&applier, &objects.deployment),
-            apply_child(&applier, &objects.service),
-            apply_child(&applier, &objects.disruption_budget),
-            apply_optional(&applier, objects.autoscaler.as_ref()),
-        );
-        let deployment = deployment?;
-        service?;
-        budget?;
-        autoscaler?;
+        apply_child(&applier, &objects.service_account).await?;
+        apply_child(&applier, &objects.config_map).await?;
+        let deployment = apply_child_seen(&applier, &objects.deployment).await?;
+        apply_child(&applier, &objects.service).await?;
+        apply_child(&applier, &objects.disruption_budget).await?;
+        if let Some(hpa) = &objects.autoscaler {
+            apply_child(&applier, hpa).await?;
+        }
         Ok(deployment)
     }
     .await;
@@ -296,27 +285,15 @@ async fn secret_versions(
     names: &[String],
 ) -> Result<BTreeMap<String, String>, Error> {
     let api: Api<Secret> = Api::namespaced(applier.client().clone(), namespace);
-    let api = &api;
-    // The reads that are needed, at once.
-    let reads = names.iter().map(|name| {
-        async move {
-            if let Some(version) = applier.last_version::<Secret>(namespace, name) {
-                return Ok(Some(version));
-            }
-            Ok::<_, Error>(
-                api.get_metadata_opt(name)
-                    .await?
-                    .map(|meta| meta.resource_version().unwrap_or_default()),
-            )
+    let mut versions = BTreeMap::new();
+    for name in names {
+        if let Some(version) = applier.last_version::<Secret>(namespace, name) {
+            versions.insert(name.clone(), version);
+        } else if let Some(meta) = api.get_metadata_opt(name).await? {
+            versions.insert(name.clone(), meta.resource_version().unwrap_or_default());
         }
-        .boxed()
-    });
-    let known = together(reads.collect()).await?;
-    Ok(names
-        .iter()
-        .zip(known)
-        .filter_map(|(name, version)| Some((name.clone(), version?)))
-        .collect())
+    }
+    Ok(versions)
 }
 
 /// Why a child could not be applied.
@@ -333,17 +310,6 @@ pub(crate) async fn apply_child<K: NamespacedChild>(
     obj: &K,
 ) -> Result<(), ChildError> {
     apply_child_seen(applier, obj).await.map(|_| ())
-}
-
-/// [`apply_child`] of a child the spec may not ask for (nothing to do when `obj` is `None`).
-pub(crate) async fn apply_optional<K: NamespacedChild>(
-    applier: &Applier,
-    obj: Option<&K>,
-) -> Result<(), ChildError> {
-    match obj {
-        Some(obj) => apply_child(applier, obj).await,
-        None => Ok(()),
-    }
 }
 
 /// [`apply_child`], returning the child as the apply step read or wrote it (`None` when its
