@@ -90,7 +90,17 @@ pub struct Timings {
     /// server until it answered 504 and the operator held hundreds of MiB of requests in
     /// flight; a bound keeps the API server answering and converges sooner.
     pub concurrency: u16,
+    /// How long the PlayerService and MatchmakingPool controllers wait after a trigger for the
+    /// next one before they reconcile (kube-runtime's trailing-edge debounce). A rollout moves a
+    /// Deployment's status several times a second, and each move was a reconcile and, as the
+    /// replica counts moved, a status patch: 4.2 status patches per PlayerService at N = 100
+    /// (BENCHMARKS.md). The GameCell controller is not debounced: a single cell's time to Ready
+    /// is a target of its own.
+    pub workload_debounce: Duration,
 }
+
+/// Default of [`Timings::workload_debounce`].
+pub const DEFAULT_WORKLOAD_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// Default of [`Timings::concurrency`].
 pub const DEFAULT_CONCURRENCY: u16 = 16;
@@ -101,6 +111,7 @@ impl Default for Timings {
             resync: Duration::from_secs(300),
             provisioning_poll: Duration::from_secs(10),
             concurrency: DEFAULT_CONCURRENCY,
+            workload_debounce: DEFAULT_WORKLOAD_DEBOUNCE,
         }
     }
 }
@@ -246,6 +257,9 @@ pub async fn run(
         .reconcile_on(woken_cells)
         .with_config(controller::Config::default().concurrency(timings.concurrency))
         .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
+    let workload_config = controller::Config::default()
+        .concurrency(timings.concurrency)
+        .debounce(timings.workload_debounce);
     let (wakeups, woken_services) = ServiceWakeups::new();
     let (service_cells, pool_cells) = (CellsSeen::default(), CellsSeen::default());
     let services = playerservice::controller(
@@ -255,11 +269,11 @@ pub async fn run(
         service_cells.clone(),
     )
     .reconcile_on(woken_services)
-    .with_config(controller::Config::default().concurrency(timings.concurrency))
+    .with_config(workload_config.clone())
     .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
     let pools =
         matchmakingpool::controller(client.clone(), config, cell_wakeups, pool_cells.clone())
-            .with_config(controller::Config::default().concurrency(timings.concurrency))
+            .with_config(workload_config)
             .graceful_shutdown_on(shutdown_requested(shutdown.clone()));
 
     // The applied memo's metadata watches (one per child kind), stopped with the controllers.
