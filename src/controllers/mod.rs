@@ -93,7 +93,7 @@ pub struct Timings {
     /// How long the PlayerService and MatchmakingPool controllers wait after a trigger for the
     /// next one before they reconcile (kube-runtime's trailing-edge debounce). A rollout moves a
     /// Deployment's status several times a second, and each move was a reconcile and, as the
-    /// replica counts moved, a status patch: 4.2 status patches per PlayerService at N = 100
+    /// replica counts moved, a status patch: about 4 status patches per PlayerService at N = 100
     /// (BENCHMARKS.md). The GameCell controller is not debounced: a single cell's time to Ready
     /// is a target of its own.
     pub workload_debounce: Duration,
